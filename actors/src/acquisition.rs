@@ -1,0 +1,122 @@
+//! Acquisition: drains the shot clock's output rings at a bounded interval (never from inside a shot),
+//! forwards each shot record to analysis, and folds every event's lateness into a per-run histogram whose
+//! summary (p50, p99, p99.9, max, underflows) travels with the end-of-run report.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use shotline_hal::shot_clock::{ClockOutputs, ClockReport, RunSummary};
+use shotline_protocol::TimingSummary;
+
+use crate::analysis::AnalysisMsg;
+
+/// How often the rings are drained.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Messages of acquisition.
+pub enum AcquisitionMsg {
+    /// Drain the rings.
+    Poll,
+}
+
+/// Start arguments.
+pub struct AcquisitionArgs {
+    /// The consumer side of the backend's shot clock.
+    pub outputs: ClockOutputs,
+    /// Where shot records go.
+    pub analysis: ActorRef<AnalysisMsg>,
+}
+
+/// State of acquisition.
+pub struct Acquisition {
+    outputs: ClockOutputs,
+    analysis: ActorRef<AnalysisMsg>,
+    lateness: BTreeMap<u64, Histogram<u64>>,
+}
+
+/// The acquisition actor.
+pub struct AcquisitionActor;
+
+impl Acquisition {
+    fn drain_events(&mut self) {
+        while let Ok(ev) = self.outputs.events.pop() {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.lateness.entry(ev.run_id)
+            {
+                // Three significant digits: always a valid histogram.
+                let Ok(h) = Histogram::new(3) else { continue };
+                slot.insert(h);
+            }
+            if let Some(h) = self.lateness.get_mut(&ev.run_id) {
+                h.saturating_record(ev.lateness_ns.max(0) as u64);
+            }
+        }
+    }
+
+    fn timing(&mut self, summary: &RunSummary) -> TimingSummary {
+        let h = self.lateness.remove(&summary.run_id);
+        let q = |h: &Option<Histogram<u64>>, q: f64| {
+            h.as_ref()
+                .map(|h| h.value_at_quantile(q) as i64)
+                .unwrap_or(0)
+        };
+        TimingSummary {
+            shots: summary.shots_done,
+            events: h.as_ref().map(|h| h.len()).unwrap_or(0),
+            p50_ns: q(&h, 0.5),
+            p99_ns: q(&h, 0.99),
+            p999_ns: q(&h, 0.999),
+            max_ns: h.as_ref().map(|h| h.max() as i64).unwrap_or(0),
+            underflows: summary.underflows,
+        }
+    }
+}
+
+impl Actor for AcquisitionActor {
+    type Msg = AcquisitionMsg;
+    type State = Acquisition;
+    type Arguments = AcquisitionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: AcquisitionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(POLL_INTERVAL, || AcquisitionMsg::Poll);
+        Ok(Acquisition {
+            outputs: args.outputs,
+            analysis: args.analysis,
+            lateness: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: AcquisitionMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AcquisitionMsg::Poll => {
+                state.drain_events();
+                while let Ok(report) = state.outputs.reports.pop() {
+                    match report {
+                        ClockReport::Shot(record) => {
+                            state.analysis.cast(AnalysisMsg::Shot(Box::new(record)))?;
+                        }
+                        ClockReport::Done(summary) => {
+                            // Every event of the run was pushed before its summary.
+                            state.drain_events();
+                            let timing = state.timing(&summary);
+                            state
+                                .analysis
+                                .cast(AnalysisMsg::RunDone(Box::new(summary), timing))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,643 @@
+//! One execution: a job played on a backend from lock to result.
+//!
+//! The steps: create the execution (id `YYYYMMDD-NNN`, provenance) and mark the job RUNNING in one commit;
+//! take the backend's lock (owner = execution id); for each experiment compile the timelines, program every
+//! device in parallel through its sequencer, register the run with analysis, start the shot clock and wait
+//! for the analysed outcome; then commit the shot data, the result, the end of the execution and DONE in a
+//! single transaction (a job never ends with two results). Any failure ends the job ERROR with the reason,
+//! names the device and event where there is one, and brings the devices to their safe state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use shotline_config::BackendSection;
+use shotline_hal::shot_clock::{ClockControl, ExperimentRun, RunOutcome};
+use shotline_hal::DeviceHandle;
+use shotline_protocol::{
+    BackendConfig, ExperimentData, ExperimentHeader, ExperimentResult, Job, JobResult, JobStatus,
+};
+use shotline_store::{ExecutionRecord, ShotDataRecord};
+use tokio::sync::oneshot;
+
+use super::compile::{compile, shot_length_ns};
+use crate::analysis::{AnalysisMsg, ExperimentOutcome};
+use crate::context::{roles, Ctx, SOFTWARE_VERSION};
+use crate::lock_manager::LockMsg;
+use crate::persistence::Db;
+use crate::registry::RegistryMsg;
+use crate::sequencer::SequencerMsg;
+use crate::time::{utc_day, utc_now};
+
+static RUN_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// An interrupted job is re-queued until it has been started this many times; then it ends ERROR.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Everything an execution needs from its backend.
+#[derive(Clone)]
+pub struct ExecEnv {
+    /// Runtime context.
+    pub ctx: Ctx,
+    /// Store facade.
+    pub db: Db,
+    /// The backend's configuration.
+    pub section: BackendSection,
+    /// What the backend publishes.
+    pub published: BackendConfig,
+    /// Devices, in configuration order.
+    pub devices: Vec<DeviceHandle>,
+    /// Their sequencers (same order).
+    pub sequencers: Vec<ActorRef<SequencerMsg>>,
+    /// The analysis actor.
+    pub analysis: ActorRef<AnalysisMsg>,
+    /// The backend's shot clock.
+    pub clock: Arc<parking_lot::Mutex<ClockControl>>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecEnd {
+    /// The job was not QUEUED any more (cancelled or handled elsewhere).
+    Skipped,
+    /// DONE, result committed.
+    Done {
+        /// Execution id.
+        execution_id: String,
+    },
+    /// ERROR committed with this reason.
+    Failed {
+        /// Execution id, if one was created.
+        execution_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Stopped at a shot boundary (shutdown, pause) and put back in the queue.
+    Requeued {
+        /// Execution id.
+        execution_id: String,
+    },
+}
+
+/// The lock resource of a backend.
+pub fn lock_resource(backend: &str) -> String {
+    format!("backend:{backend}")
+}
+
+/// Seed used when the job has none: chosen once per job and reused by every later execution of it, so a
+/// re-run reproduces the first.
+async fn job_seed(db: &Db, job_id: &str) -> Result<u64, String> {
+    let id = job_id.to_string();
+    let previous = db
+        .run(move |s| s.executions_for_job(&id))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(first) = previous.first() {
+        return Ok(first.seed);
+    }
+    Ok(rand::random::<u64>())
+}
+
+/// Runs job `job_id`. Never panics on job content; every error ends in a committed status.
+pub async fn run(
+    env: ExecEnv,
+    job_id: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> ExecEnd {
+    let id = job_id.clone();
+    let job = match env.db.run(move |s| s.job(&id)).await {
+        Ok(Some(j)) if j.status == JobStatus::Queued.as_str() => j,
+        Ok(_) => return ExecEnd::Skipped,
+        Err(e) => {
+            tracing::warn!(job = %job_id, error = %e, "could not read the job; it stays queued");
+            return ExecEnd::Skipped;
+        }
+    };
+    let parsed: Job = match serde_json::from_str(&job.body) {
+        Ok(j) => j,
+        Err(e) => {
+            return fail(
+                &env,
+                &job_id,
+                None,
+                format!("stored job body is unreadable: {e}"),
+            )
+            .await
+        }
+    };
+    let seed = match job_seed(&env.db, &job_id).await {
+        Ok(s) => s,
+        Err(e) => return fail(&env, &job_id, None, format!("store: {e}")).await,
+    };
+    let day = utc_day();
+    let execution_id = match env.db.run(move |s| s.next_execution_id(&day)).await {
+        Ok(x) => x,
+        Err(e) => return fail(&env, &job_id, None, format!("store: {e}")).await,
+    };
+    // Lock the backend's devices for this execution.
+    let resource = lock_resource(&env.section.name);
+    match lock(&env, LockAction::Acquire, &resource, &execution_id).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(job = %job_id, error = %e, "backend lock not granted; job stays queued");
+            return ExecEnd::Skipped;
+        }
+    }
+    let record = ExecutionRecord {
+        id: execution_id.clone(),
+        job_id: job_id.clone(),
+        backend: env.section.name.clone(),
+        attempt: job.attempts + 1,
+        seed,
+        config_hash: env.ctx.config_hash().to_string(),
+        software_version: SOFTWARE_VERSION.to_string(),
+        calibration: calibration_json(&env.section),
+        started_at: utc_now(),
+        ended_at: None,
+        outcome: None,
+        detail: None,
+    };
+    let (jid, xid) = (job_id.clone(), execution_id.clone());
+    let started = env
+        .db
+        .run(move |s| {
+            s.insert_execution(&record)?;
+            s.increment_attempts(&jid)?;
+            s.set_job_status(
+                &jid,
+                JobStatus::Running.as_str(),
+                Some(&format!("execution {xid}")),
+                None,
+                &utc_now(),
+            )
+        })
+        .await;
+    if let Err(e) = started {
+        release(&env, &resource, &execution_id).await;
+        return fail(&env, &job_id, None, format!("store: {e}")).await;
+    }
+    if let Some(registry) = env.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+        let _ = registry.cast(RegistryMsg::SetRunning(
+            env.section.name.clone(),
+            Some(execution_id.clone()),
+        ));
+    }
+    let outcome = play_all(&env, &parsed, seed, &stop).await;
+    safe_state_all(&env).await;
+    let end = match outcome {
+        Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results, seed).await,
+        Err(PlayError::Stopped) => requeue(&env, &job_id, &execution_id).await,
+        Err(PlayError::Failed(reason)) => {
+            fail(&env, &job_id, Some(execution_id.clone()), reason).await
+        }
+    };
+    release(&env, &resource, &execution_id).await;
+    if let Some(registry) = env.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+        let _ = registry.cast(RegistryMsg::SetRunning(env.section.name.clone(), None));
+    }
+    end
+}
+
+enum PlayError {
+    Stopped,
+    Failed(String),
+}
+
+/// One experiment's outcome with the seed it used.
+struct Played {
+    outcome: ExperimentOutcome,
+    seed: u64,
+    started_at: String,
+    ended_at: String,
+}
+
+async fn play_all(
+    env: &ExecEnv,
+    job: &Job,
+    job_seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<Played>, PlayError> {
+    let mut played = Vec::with_capacity(job.experiments.len());
+    for (index, (name, experiment)) in job.experiments.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            return Err(PlayError::Stopped);
+        }
+        let timelines = compile(&env.section, experiment)
+            .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
+        program_all(env, &timelines)
+            .await
+            .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
+        let seed = experiment.seed.unwrap_or(job_seed);
+        let run_id = RUN_IDS.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        env.analysis
+            .cast(AnalysisMsg::Begin {
+                run_id,
+                shots: u64::from(experiment.shots),
+                done: tx,
+            })
+            .map_err(|_| PlayError::Failed("the analysis actor is not running".into()))?;
+        let timing = &env.section.timing;
+        let per_shot = shot_length_ns(&timelines)
+            .saturating_add(timing.lead_ns)
+            .max(timing.cycle_ns);
+        let expected = Duration::from_nanos(per_shot.saturating_mul(u64::from(experiment.shots)));
+        let started_at = utc_now();
+        env.clock
+            .lock()
+            .start(ExperimentRun {
+                run_id,
+                experiment: index as u32,
+                shots: u64::from(experiment.shots),
+                seed,
+                devices: env.devices.clone(),
+                timelines,
+            })
+            .map_err(|e| PlayError::Failed(e.to_string()))?;
+        // Generous watchdog: twice the planned duration plus half a minute.
+        let watchdog = expected * 2 + Duration::from_secs(30);
+        let outcome = match tokio::time::timeout(watchdog, rx).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(_)) => {
+                // Analysis went away: the backend is restarting its actors; the job goes back to the queue.
+                env.clock.lock().abort();
+                return Err(PlayError::Stopped);
+            }
+            Err(_) => {
+                env.clock.lock().abort();
+                return Err(PlayError::Failed(format!(
+                    "{name}: no end of run within {} s",
+                    watchdog.as_secs()
+                )));
+            }
+        };
+        let shots_done = outcome.summary.shots_done;
+        match &outcome.summary.outcome {
+            RunOutcome::Completed => {}
+            RunOutcome::Aborted => return Err(PlayError::Stopped),
+            RunOutcome::Underflow {
+                shot,
+                device_name,
+                event,
+                lateness_ns,
+                slack_ns,
+                ..
+            } => {
+                return Err(PlayError::Failed(format!(
+                    "{name}: underflow in shot {shot}: event {event} of device {device_name} was {lateness_ns} ns late (slack {slack_ns} ns); {shots_done} shots completed"
+                )))
+            }
+            RunOutcome::Overrun { shot, overrun_ns } => {
+                return Err(PlayError::Failed(format!(
+                    "{name}: shot {shot} overran its cycle by {overrun_ns} ns; {shots_done} shots completed"
+                )))
+            }
+            RunOutcome::DeviceFault {
+                shot,
+                device_name,
+                error,
+            } => {
+                let when = shot.map(|s| format!("in shot {s}")).unwrap_or_else(|| "while arming".into());
+                return Err(PlayError::Failed(format!(
+                    "{name}: device {device_name} failed {when}: {error}; {shots_done} shots completed"
+                )));
+            }
+            RunOutcome::Rejected(why) => {
+                return Err(PlayError::Failed(format!("{name}: run rejected: {why}")))
+            }
+        }
+        if outcome.memory.len() as u64 != u64::from(experiment.shots) {
+            return Err(PlayError::Failed(format!(
+                "{name}: {} of {} shots were acquired ({} lost to a full ring, {} without a read-out)",
+                outcome.memory.len(),
+                experiment.shots,
+                outcome.summary.shot_overflows,
+                outcome.empty_shots
+            )));
+        }
+        played.push(Played {
+            outcome,
+            seed,
+            started_at,
+            ended_at: utc_now(),
+        });
+    }
+    Ok(played)
+}
+
+async fn program_all(
+    env: &ExecEnv,
+    timelines: &[shotline_hal::DeviceTimeline],
+) -> Result<(), String> {
+    let timeout = env.ctx.call_timeout();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (seq, tl) in env.sequencers.iter().zip(timelines) {
+        let (seq, tl) = (seq.clone(), tl.clone());
+        tasks.spawn(async move {
+            let device = tl.device.clone();
+            let r = seq
+                .call(|reply| SequencerMsg::Program(tl, reply), Some(timeout))
+                .await;
+            match r {
+                Ok(ractor::rpc::CallResult::Success(Ok(_))) => Ok(()),
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(format!("programming {e}")),
+                Ok(_) => Err(format!("device {device}: programming timed out")),
+                Err(e) => Err(format!("device {device}: sequencer unavailable: {e}")),
+            }
+        });
+    }
+    let mut first_error = None;
+    while let Some(r) = tasks.join_next().await {
+        let r = r
+            .map_err(|e| format!("programming task failed: {e}"))
+            .and_then(|x| x);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Brings every device of the backend to its safe state (transition to manual), logging failures.
+pub async fn safe_state_all(env: &ExecEnv) {
+    let timeout = env.ctx.call_timeout();
+    for seq in &env.sequencers {
+        let r = seq.call(SequencerMsg::SafeState, Some(timeout)).await;
+        if !matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
+            tracing::error!(backend = %env.section.name, "a device did not confirm its safe state; forcing it directly");
+            for d in &env.devices {
+                if let Some(mut g) = d.try_lock_for(timeout) {
+                    let _ = g.safe_state();
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn calibration_json(section: &BackendSection) -> String {
+    serde_json::json!({
+        "rabi_frequency_hz": section.sequence.rlx.rabi_frequency_hz,
+        "rlz_rate_hz": section.sequence.rlz.rate_hz,
+        "rlz2_rate_hz": section.sequence.rlz2.rate_hz,
+        "load_duration_ns": section.sequence.load.duration_ns,
+        "measure_exposure_ns": section.sequence.measure.exposure_ns,
+    })
+    .to_string()
+}
+
+async fn commit_done(
+    env: &ExecEnv,
+    job_id: &str,
+    execution_id: &str,
+    job: &Job,
+    played: Vec<Played>,
+    _job_seed: u64,
+) -> ExecEnd {
+    let mut results = Vec::with_capacity(played.len());
+    let mut shot_rows = Vec::with_capacity(played.len());
+    for (index, ((name, experiment), p)) in job.experiments.iter().zip(played).enumerate() {
+        shot_rows.push(ShotDataRecord {
+            execution_id: execution_id.to_string(),
+            experiment_index: index as u32,
+            experiment_name: name.clone(),
+            shots: experiment.shots,
+            memory: p.outcome.memory.clone(),
+            timing: serde_json::to_string(&p.outcome.timing).unwrap_or_else(|_| "{}".into()),
+            first_shot_at: Some(p.started_at.clone()),
+            last_shot_at: Some(p.ended_at.clone()),
+        });
+        results.push(ExperimentResult {
+            header: ExperimentHeader { name: name.clone() },
+            shots: experiment.shots,
+            success: true,
+            data: ExperimentData {
+                memory: p.outcome.memory,
+                instructions: Some(experiment.instructions.clone()),
+                counts: p.outcome.counts,
+            },
+            timing: Some(p.outcome.timing),
+            seed: Some(p.seed),
+        });
+    }
+    let record = match env
+        .db
+        .run({
+            let id = job_id.to_string();
+            move |s| s.job(&id)
+        })
+        .await
+    {
+        Ok(Some(r)) => r,
+        _ => {
+            return ExecEnd::Failed {
+                execution_id: Some(execution_id.to_string()),
+                reason: "job vanished".into(),
+            }
+        }
+    };
+    let result = JobResult {
+        backend_name: env.published.backend_name.clone(),
+        display_name: env.published.display_name.clone(),
+        backend_version: env.published.backend_version.clone(),
+        job_id: job_id.to_string(),
+        qobj_id: record.qobj_id.clone(),
+        success: true,
+        status: JobStatus::Done,
+        header: Default::default(),
+        results,
+        execution_id: Some(execution_id.to_string()),
+    };
+    let body = match serde_json::to_string(&result) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                env,
+                job_id,
+                Some(execution_id.to_string()),
+                format!("result encoding: {e}"),
+            )
+            .await
+        }
+    };
+    let (jid, xid) = (job_id.to_string(), execution_id.to_string());
+    let committed = env
+        .db
+        .run(move |s| {
+            let now = utc_now();
+            for row in &shot_rows {
+                s.insert_shot_data(row)?;
+            }
+            s.put_result(&jid, &xid, &body, &now)?;
+            s.finish_execution(&xid, &now, "DONE", None)?;
+            s.set_job_status(
+                &jid,
+                JobStatus::Done.as_str(),
+                Some(&format!("execution {xid}")),
+                None,
+                &now,
+            )
+        })
+        .await;
+    match committed {
+        Ok(()) => ExecEnd::Done {
+            execution_id: execution_id.to_string(),
+        },
+        Err(e) => {
+            fail(
+                env,
+                job_id,
+                Some(execution_id.to_string()),
+                format!("could not store the result: {e}"),
+            )
+            .await
+        }
+    }
+}
+
+/// Ends the job ERROR with `reason` (only if it is still RUNNING or QUEUED: never over a committed result).
+pub async fn fail(
+    env: &ExecEnv,
+    job_id: &str,
+    execution_id: Option<String>,
+    reason: String,
+) -> ExecEnd {
+    tracing::warn!(job = %job_id, execution = ?execution_id, %reason, "job failed");
+    let (jid, xid, why) = (job_id.to_string(), execution_id.clone(), reason.clone());
+    let r = env
+        .db
+        .run(move |s| {
+            let now = utc_now();
+            if let Some(x) = &xid {
+                s.finish_execution(x, &now, "ERROR", Some(&why))?;
+            }
+            match s.job(&jid)? {
+                Some(j) if j.status == "RUNNING" || j.status == "QUEUED" => s.set_job_status(
+                    &jid,
+                    JobStatus::Error.as_str(),
+                    Some("failed"),
+                    Some(&why),
+                    &now,
+                ),
+                _ => Ok(()),
+            }
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(job = %job_id, error = %e, "could not record the failure");
+    }
+    ExecEnd::Failed {
+        execution_id,
+        reason,
+    }
+}
+
+/// Puts a RUNNING job back in the queue (stopped at a shot boundary by shutdown or pause).
+pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str) -> ExecEnd {
+    let (jid, xid) = (job_id.to_string(), execution_id.to_string());
+    let r = env
+        .db
+        .run(move |s| {
+            requeue_in_store(s, &jid, Some(&xid), "stopped at a shot boundary; re-queued")
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(job = %job_id, error = %e, "could not re-queue the job");
+    }
+    ExecEnd::Requeued {
+        execution_id: execution_id.to_string(),
+    }
+}
+
+/// Store side of a re-queue: only a RUNNING job goes back to QUEUED; its execution is closed as interrupted.
+pub fn requeue_in_store(
+    s: &shotline_store::Store,
+    job_id: &str,
+    execution_id: Option<&str>,
+    why: &str,
+) -> Result<bool, shotline_store::StoreError> {
+    let now = utc_now();
+    if let Some(x) = execution_id {
+        if let Some(e) = s.execution(x)? {
+            if e.ended_at.is_none() {
+                s.finish_execution(x, &now, "INTERRUPTED", Some(why))?;
+            }
+        }
+    }
+    match s.job(job_id)? {
+        Some(j) if j.status == "RUNNING" && j.attempts >= MAX_ATTEMPTS => {
+            let reason = format!("{why}; gave up after {} attempts", j.attempts);
+            s.set_job_status(
+                job_id,
+                JobStatus::Error.as_str(),
+                Some("failed"),
+                Some(&reason),
+                &now,
+            )?;
+            Ok(false)
+        }
+        Some(j) if j.status == "RUNNING" => {
+            s.set_job_status(job_id, JobStatus::Queued.as_str(), Some(why), None, &now)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LockAction {
+    Acquire,
+}
+
+async fn lock(
+    env: &ExecEnv,
+    _action: LockAction,
+    resource: &str,
+    owner: &str,
+) -> Result<(), String> {
+    let lm = env
+        .ctx
+        .lookup::<LockMsg>(roles::LOCK_MANAGER)
+        .ok_or("the lock manager is restarting")?;
+    let (resource, owner) = (resource.to_string(), owner.to_string());
+    match lm
+        .call(
+            |reply| LockMsg::Acquire {
+                resource,
+                owner,
+                reply,
+            },
+            Some(env.ctx.call_timeout()),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(r)) => r.map_err(|e| e.to_string()),
+        Ok(_) => Err("the lock manager did not answer in time".into()),
+        Err(e) => Err(format!("lock manager: {e}")),
+    }
+}
+
+/// Releases the backend lock of `owner` (retrying once if the lock manager is restarting).
+pub async fn release(env: &ExecEnv, resource: &str, owner: &str) {
+    for attempt in 0..3 {
+        if let Some(lm) = env.ctx.lookup::<LockMsg>(roles::LOCK_MANAGER) {
+            let (r, o) = (resource.to_string(), owner.to_string());
+            let res = lm
+                .call(
+                    |reply| LockMsg::Release {
+                        resource: r,
+                        owner: o,
+                        reply,
+                    },
+                    Some(env.ctx.call_timeout()),
+                )
+                .await;
+            if let Ok(ractor::rpc::CallResult::Success(_)) = res {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    tracing::error!(%resource, %owner, "could not release the backend lock");
+}

@@ -1,0 +1,76 @@
+//! A connection actor: a temporary child of the gateway that serves one QUIC connection, one task per
+//! bidirectional stream (quinn bounds how many are open at once). Its failures never count toward the
+//! restart intensity of the tree: the gateway only logs them.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::stream::{self, StreamLimits};
+use crate::service::Service;
+
+/// Start arguments.
+pub struct ConnectionArgs {
+    /// The established connection.
+    pub connection: quinn::Connection,
+    /// The verbs.
+    pub service: Service,
+    /// Per-stream limits.
+    pub limits: StreamLimits,
+}
+
+/// Messages of a connection actor.
+pub enum ConnectionMsg {
+    /// The peer went away.
+    Closed(String),
+}
+
+/// The connection actor.
+pub struct ConnectionActor;
+
+impl Actor for ConnectionActor {
+    type Msg = ConnectionMsg;
+    type State = tokio::task::JoinHandle<()>;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ConnectionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let task = tokio::spawn(async move {
+            let reason = loop {
+                match args.connection.accept_bi().await {
+                    Ok((send, recv)) => {
+                        tokio::spawn(stream::serve(args.service.clone(), args.limits, send, recv));
+                    }
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let _ = myself.cast(ConnectionMsg::Closed(reason));
+        });
+        Ok(task)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: ConnectionMsg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConnectionMsg::Closed(reason) => {
+                tracing::debug!(%reason, "connection closed");
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        task: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        task.abort();
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The gateway: the QUIC listener (quinn, TLS 1.3 with the ring provider, ALPN `shotline/1`). Each accepted
+//! connection becomes a temporary child actor; their failures are logged, never escalated.
+
+pub mod connection;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::service::Service;
+use connection::{ConnectionActor, ConnectionArgs};
+use stream::StreamLimits;
+
+/// Start arguments (cloneable: the root restarts the gateway with the same ones).
+#[derive(Clone)]
+pub struct GatewayArgs {
+    /// The verbs.
+    pub service: Service,
+    /// TLS + transport configuration.
+    pub server_config: quinn::ServerConfig,
+    /// Where to listen; after the first bind it holds the real address (a port 0 becomes the real port, so a
+    /// restarted gateway listens where clients already connect).
+    pub listen: Arc<parking_lot::Mutex<SocketAddr>>,
+    /// Per-stream limits.
+    pub limits: StreamLimits,
+}
+
+/// State of the gateway.
+pub struct GatewayState {
+    endpoint: quinn::Endpoint,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+/// The gateway actor.
+pub struct GatewayActor;
+
+impl Actor for GatewayActor {
+    type Msg = ();
+    type State = GatewayState;
+    type Arguments = GatewayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: GatewayArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let addr = *args.listen.lock();
+        let endpoint = quinn::Endpoint::server(args.server_config.clone(), addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = endpoint.local_addr()?;
+        *args.listen.lock() = local;
+        tracing::info!(%local, "gateway listening");
+        let ep = endpoint.clone();
+        let cell = myself.get_cell();
+        let accept = tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let (service, limits, cell) = (args.service.clone(), args.limits, cell.clone());
+                tokio::spawn(async move {
+                    let connection =
+                        match tokio::time::timeout(Duration::from_secs(10), incoming).await {
+                            Ok(Ok(c)) => c,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let remote = connection.remote_address();
+                    let spawned = Actor::spawn_linked(
+                        None,
+                        ConnectionActor,
+                        ConnectionArgs {
+                            connection,
+                            service,
+                            limits,
+                        },
+                        cell,
+                    )
+                    .await;
+                    if let Err(e) = spawned {
+                        tracing::warn!(%remote, error = %e, "could not start a connection actor");
+                    }
+                });
+            }
+        });
+        Ok(GatewayState { endpoint, accept })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            tracing::warn!(connection = ?cell.get_id(), error = %err, "connection actor failed");
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.endpoint.close(0u32.into(), b"server shutting down");
+        state.accept.abort();
+        Ok(())
+    }
+}
+
+impl Drop for GatewayState {
+    fn drop(&mut self) {
+        // Also when killed: stop accepting and release the port.
+        self.endpoint.close(0u32.into(), b"gateway stopped");
+        self.accept.abort();
+    }
+}

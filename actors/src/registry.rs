@@ -1,0 +1,123 @@
+//! The registry: which backends exist, what they publish (their config: instructions, limits) and their
+//! live status (operational, paused, the running execution).
+
+use std::collections::BTreeMap;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use shotline_config::BackendSection;
+use shotline_protocol::catalog::singlequdit_config;
+use shotline_protocol::BackendConfig;
+
+/// What the registry knows of one backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendEntry {
+    /// The published config.
+    pub config: BackendConfig,
+    /// Whether it can run jobs.
+    pub operational: bool,
+    /// Paused by an operator: queued jobs wait.
+    pub paused: bool,
+    /// Human-readable status.
+    pub status_msg: String,
+    /// The execution running now.
+    pub running_execution: Option<String>,
+}
+
+/// Messages of the registry.
+pub enum RegistryMsg {
+    /// Every backend, by name.
+    List(RpcReplyPort<Vec<BackendEntry>>),
+    /// One backend.
+    Get(String, RpcReplyPort<Option<BackendEntry>>),
+    /// A backend started or finished an execution.
+    SetRunning(String, Option<String>),
+    /// A backend became (non-)operational, with a reason.
+    SetOperational(String, bool, String),
+}
+
+/// Builds the published config of a configured backend.
+pub fn publish(section: &BackendSection) -> BackendConfig {
+    let mut config = singlequdit_config(
+        &section.name,
+        if section.display_name.is_empty() {
+            &section.name
+        } else {
+            &section.display_name
+        },
+        &section.version,
+        &section.description,
+        section.max_shots,
+        section.max_experiments,
+    );
+    for ins in &mut config.instructions {
+        if ins.name == "load" {
+            for p in &mut ins.params {
+                p.max = f64::from(section.max_atoms);
+            }
+        }
+    }
+    config
+}
+
+/// The registry actor.
+pub struct RegistryActor;
+
+impl Actor for RegistryActor {
+    type Msg = RegistryMsg;
+    type State = BTreeMap<String, BackendEntry>;
+    type Arguments = Vec<BackendSection>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        sections: Vec<BackendSection>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(sections
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    BackendEntry {
+                        config: publish(s),
+                        operational: true,
+                        paused: false,
+                        status_msg: "ready".into(),
+                        running_execution: None,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: RegistryMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::List(reply) => {
+                let _ = reply.send(state.values().cloned().collect());
+            }
+            RegistryMsg::Get(name, reply) => {
+                let _ = reply.send(state.get(&name).cloned());
+            }
+            RegistryMsg::SetRunning(name, exec) => {
+                if let Some(e) = state.get_mut(&name) {
+                    e.status_msg = match &exec {
+                        Some(x) => format!("running execution {x}"),
+                        None => "ready".into(),
+                    };
+                    e.running_execution = exec;
+                }
+            }
+            RegistryMsg::SetOperational(name, ok, why) => {
+                if let Some(e) = state.get_mut(&name) {
+                    e.operational = ok;
+                    e.status_msg = why;
+                }
+            }
+        }
+        Ok(())
+    }
+}

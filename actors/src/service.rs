@@ -1,0 +1,389 @@
+//! The service: the verbs of shotline (login, backends, submit, status, result, user administration), used
+//! by the QUIC gateway and by the in-process embedding API alike. It checks, validates and routes; the actors
+//! do the work. Every call is bounded by the configured actor timeout.
+
+use std::collections::BTreeMap;
+
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, Message, RpcReplyPort};
+use shotline_protocol::wire::{codes, BackendStatus, BackendSummary};
+use shotline_protocol::{validate_job, BackendConfig, JobResult, JobStatus, StatusRecord, Value};
+use shotline_store::{NewJob, UserRecord};
+
+use crate::auth;
+use crate::context::{roles, Ctx};
+use crate::error::ServiceError;
+use crate::persistence::Db;
+use crate::registry::{BackendEntry, RegistryMsg};
+use crate::scheduler::SchedulerMsg;
+use crate::time::{utc_in, utc_now};
+
+/// An argon2id hash of nothing in particular: checking a password against it spends the same time on an
+/// unknown user as on a known one, so login timing does not tell which user names exist.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| auth::hash_password("no such user").unwrap_or_default())
+        .clone()
+}
+
+/// Options of a submission besides the job itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitOptions {
+    /// Client-side id echoed in the result.
+    pub qobj_id: Option<String>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// Retry-safe key: the same key returns the same job.
+    pub idempotency_key: Option<String>,
+}
+
+/// A successful submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// Job id.
+    pub job_id: String,
+    /// Its status.
+    pub status: StatusRecord,
+    /// True when an earlier submission with the same idempotency key was returned.
+    pub duplicate: bool,
+}
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedIn {
+    /// Bearer token for every other verb.
+    pub token: String,
+    /// The user.
+    pub user: String,
+    /// When the token expires (RFC 3339 UTC).
+    pub expires_at: String,
+}
+
+/// The verbs of shotline.
+#[derive(Clone, Debug)]
+pub struct Service {
+    ctx: Ctx,
+    db: Db,
+}
+
+async fn ask<M: Message, T: Send + 'static>(
+    ctx: &Ctx,
+    role: &str,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, ServiceError> {
+    let actor: ActorRef<M> = ctx
+        .lookup(role)
+        .ok_or_else(|| ServiceError::unavailable(format!("the {role} is restarting")))?;
+    match actor.call(build, Some(ctx.call_timeout())).await {
+        Ok(CallResult::Success(v)) => Ok(v),
+        Ok(_) => Err(ServiceError::unavailable(format!(
+            "the {role} did not answer within {} ms",
+            ctx.call_timeout().as_millis()
+        ))),
+        Err(e) => Err(ServiceError::unavailable(format!("the {role}: {e}"))),
+    }
+}
+
+fn status_of(job: &shotline_store::JobRecord) -> StatusRecord {
+    StatusRecord {
+        job_id: job.id.clone(),
+        status: job.status.parse().unwrap_or(JobStatus::Error),
+        detail: job.detail.clone().unwrap_or_default(),
+        error_message: job.error_message.clone().unwrap_or_default(),
+    }
+}
+
+impl Service {
+    /// The service of the runtime `ctx`.
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            db: Db::new(ctx),
+        }
+    }
+
+    /// The runtime context.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Checks a password and issues a token.
+    pub async fn login(&self, user: &str, password: &str) -> Result<LoggedIn, ServiceError> {
+        let name = user.to_string();
+        let record = self.db.run(move |s| s.user_by_name(&name)).await?;
+        let (hash, usable) = match &record {
+            Some(u) => (u.password_hash.clone(), !u.disabled),
+            None => (String::new(), false),
+        };
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = if hash.is_empty() { dummy_hash() } else { hash };
+            auth::verify_password(&pw, &hash)
+        })
+        .await
+        .map_err(|e| ServiceError::internal(format!("password check failed: {e}")))?;
+        let user = match record {
+            Some(u) if ok && usable => u,
+            _ => {
+                return Err(ServiceError::new(
+                    codes::INVALID_CREDENTIALS,
+                    "unknown user, wrong password or disabled account",
+                ))
+            }
+        };
+        let token = auth::new_token();
+        let hash = auth::token_hash(&token);
+        let expires_at = utc_in(self.ctx.config().auth.token_ttl_s);
+        let (uid, exp) = (user.id, expires_at.clone());
+        self.db
+            .run(move |s| s.insert_token(&hash, uid, &utc_now(), &exp))
+            .await?;
+        Ok(LoggedIn {
+            token,
+            user: user.name,
+            expires_at,
+        })
+    }
+
+    /// The user a token belongs to.
+    pub async fn authenticate(&self, token: &str) -> Result<UserRecord, ServiceError> {
+        if token.is_empty() {
+            return Err(ServiceError::new(
+                codes::UNAUTHENTICATED,
+                "no token: log in first (`shotline login`)",
+            ));
+        }
+        let hash = auth::token_hash(token);
+        self.db
+            .run(move |s| s.user_for_token(&hash, &utc_now()))
+            .await?
+            .ok_or_else(|| {
+                ServiceError::new(
+                    codes::UNAUTHENTICATED,
+                    "the token is unknown, expired or revoked: log in again",
+                )
+            })
+    }
+
+    /// A user by name (for the embedding API).
+    pub async fn user(&self, name: &str) -> Result<UserRecord, ServiceError> {
+        let n = name.to_string();
+        self.db
+            .run(move |s| s.user_by_name(&n))
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("no user {name:?}")))
+    }
+
+    /// Creates a user (admin socket, embedding API).
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<UserRecord, ServiceError> {
+        auth::check_user_name(name).map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
+        auth::check_password_policy(password)
+            .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
+        let pw = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(ServiceError::internal)?;
+        let n = name.to_string();
+        self.db
+            .run(move |s| s.add_user(&n, None, &hash, is_admin, &utc_now()))
+            .await
+    }
+
+    async fn registry_entries(&self) -> Result<Vec<BackendEntry>, ServiceError> {
+        ask(&self.ctx, roles::REGISTRY, RegistryMsg::List).await
+    }
+
+    async fn pending(&self) -> BTreeMap<String, u64> {
+        ask(&self.ctx, roles::SCHEDULER, SchedulerMsg::Pending)
+            .await
+            .unwrap_or_default()
+    }
+
+    fn backend_status(entry: &BackendEntry, pending: u64) -> BackendStatus {
+        BackendStatus {
+            operational: entry.operational,
+            paused: entry.paused,
+            pending_jobs: pending,
+            status_msg: entry.status_msg.clone(),
+            running_execution: entry.running_execution.clone(),
+        }
+    }
+
+    /// Every backend with its status.
+    pub async fn backends(&self) -> Result<Vec<BackendSummary>, ServiceError> {
+        let entries = self.registry_entries().await?;
+        let pending = self.pending().await;
+        Ok(entries
+            .iter()
+            .map(|e| BackendSummary {
+                name: e.config.backend_name.clone(),
+                display_name: e.config.display_name.clone(),
+                version: e.config.backend_version.clone(),
+                simulator: e.config.simulator,
+                status: Self::backend_status(
+                    e,
+                    pending.get(&e.config.backend_name).copied().unwrap_or(0),
+                ),
+            })
+            .collect())
+    }
+
+    async fn entry(&self, name: &str) -> Result<BackendEntry, ServiceError> {
+        let n = name.to_string();
+        match ask(&self.ctx, roles::REGISTRY, |r| RegistryMsg::Get(n, r)).await? {
+            Some(e) => Ok(e),
+            None => {
+                let known: Vec<String> = self
+                    .registry_entries()
+                    .await?
+                    .into_iter()
+                    .map(|e| e.config.backend_name)
+                    .collect();
+                Err(ServiceError::not_found(format!(
+                    "no backend {name:?}; available: {}",
+                    known.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// One backend's config and status.
+    pub async fn backend(
+        &self,
+        name: &str,
+    ) -> Result<(BackendConfig, BackendStatus), ServiceError> {
+        let e = self.entry(name).await?;
+        let pending = self.pending().await.get(name).copied().unwrap_or(0);
+        let status = Self::backend_status(&e, pending);
+        Ok((e.config, status))
+    }
+
+    /// Validates and durably queues a job; answers only after the commit returned.
+    pub async fn submit(
+        &self,
+        user: &UserRecord,
+        backend: &str,
+        job: &Value,
+        options: SubmitOptions,
+    ) -> Result<Submitted, ServiceError> {
+        let entry = self.entry(backend).await?;
+        let typed = validate_job(job, &entry.config).map_err(ServiceError::validation)?;
+        let body = serde_json::to_string(&typed)
+            .map_err(|e| ServiceError::internal(format!("job encoding: {e}")))?;
+        if let Some(k) = &options.idempotency_key {
+            if k.is_empty() || k.len() > 200 {
+                return Err(ServiceError::new(
+                    codes::INVALID_ARGUMENT,
+                    "idempotency_key must be 1 to 200 characters",
+                ));
+            }
+        }
+        let new = NewJob {
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            user_id: user.id,
+            backend: backend.to_string(),
+            qobj_id: options.qobj_id.clone(),
+            priority: i64::from(options.priority),
+            tags: options.tags.clone(),
+            idempotency_key: options.idempotency_key.clone(),
+            body: body.clone(),
+            submitted_at: utc_now(),
+        };
+        let inserted = self.db.run(move |s| s.insert_job(&new)).await?;
+        if inserted.existing && inserted.job.body != body {
+            return Err(ServiceError::new(
+                codes::IDEMPOTENCY_CONFLICT,
+                format!(
+                    "idempotency key {:?} was already used for job {} with a different job body",
+                    options.idempotency_key.unwrap_or_default(),
+                    inserted.job.id
+                ),
+            ));
+        }
+        let job = inserted.job;
+        if !inserted.existing {
+            if let Some(s) = self.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
+                // If the scheduler is restarting it rebuilds its queue from the store: nothing is lost.
+                let _ = s.cast(SchedulerMsg::Enqueue {
+                    job_id: job.id.clone(),
+                    backend: job.backend.clone(),
+                    priority: job.priority,
+                    seq: job.seq,
+                });
+            }
+        }
+        Ok(Submitted {
+            job_id: job.id.clone(),
+            status: status_of(&job),
+            duplicate: inserted.existing,
+        })
+    }
+
+    async fn own_job(
+        &self,
+        user: &UserRecord,
+        job_id: &str,
+    ) -> Result<shotline_store::JobRecord, ServiceError> {
+        let id = job_id.to_string();
+        match self.db.run(move |s| s.job(&id)).await? {
+            Some(j) if j.user_id == user.id || user.is_admin => Ok(j),
+            _ => Err(ServiceError::not_found(format!("no job {job_id:?}"))),
+        }
+    }
+
+    /// Status of one of the user's jobs.
+    pub async fn status(
+        &self,
+        user: &UserRecord,
+        job_id: &str,
+    ) -> Result<StatusRecord, ServiceError> {
+        Ok(status_of(&self.own_job(user, job_id).await?))
+    }
+
+    /// Result of one of the user's jobs (DONE: the stored result; ERROR/CANCELLED: an unsuccessful result
+    /// carrying the reason; otherwise RESULT_NOT_READY).
+    pub async fn result(&self, user: &UserRecord, job_id: &str) -> Result<JobResult, ServiceError> {
+        let job = self.own_job(user, job_id).await?;
+        let id = job_id.to_string();
+        if let Some(r) = self.db.run(move |s| s.result(&id)).await? {
+            return serde_json::from_str(&r.body)
+                .map_err(|e| ServiceError::internal(format!("stored result unreadable: {e}")));
+        }
+        let status = status_of(&job);
+        match status.status {
+            JobStatus::Error | JobStatus::Cancelled => {
+                let entry = self.entry(&job.backend).await.ok();
+                let mut header = BTreeMap::new();
+                header.insert("error_message".to_string(), status.error_message.clone());
+                Ok(JobResult {
+                    backend_name: job.backend.clone(),
+                    display_name: entry
+                        .as_ref()
+                        .map(|e| e.config.display_name.clone())
+                        .unwrap_or_default(),
+                    backend_version: entry.map(|e| e.config.backend_version).unwrap_or_default(),
+                    job_id: job.id,
+                    qobj_id: job.qobj_id,
+                    success: false,
+                    status: status.status,
+                    header,
+                    results: Vec::new(),
+                    execution_id: None,
+                })
+            }
+            s => Err(ServiceError::new(
+                codes::RESULT_NOT_READY,
+                format!("job {job_id} is {s}: the result exists once it is DONE"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The shotline client library: QUIC + MessagePack, one request per bidirectional stream.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), shotline_client::ClientError> {
+//! use shotline_client::{Client, Trust};
+//! let client = Client::connect("127.0.0.1:7878", &Trust::Pin { pins_file: "pins.json".into() }).await?;
+//! client.accept_first_use()?;                       // trust on first use, like SSH known_hosts
+//! let login = client.login("alice", "secret password").await?;
+//! let backends = client.backends(&login.token).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use quinn::Endpoint;
+use shotline_protocol::wire::{
+    decode_body, encode_frame, frame_len, BackendStatus, BackendSummary, Request, Response, ALPN,
+    DEFAULT_MAX_FRAME,
+};
+use shotline_protocol::{BackendConfig, JobResult, StatusRecord, Value};
+use shotline_tls::{ClientOptions, KnownServers, PinCheck};
+pub use shotline_tls::{PinOutcome, Trust};
+
+pub use error::ClientError;
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    /// Bearer token.
+    pub token: String,
+    /// User name.
+    pub user: String,
+    /// Expiry (RFC 3339 UTC).
+    pub expires_at: String,
+}
+
+/// A successful submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// Job id.
+    pub job_id: String,
+    /// Status right after submission.
+    pub status: StatusRecord,
+    /// True when an earlier submission with the same idempotency key was returned.
+    pub duplicate: bool,
+}
+
+/// Options of a submission.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitOptions {
+    /// Client-side id echoed in the result.
+    pub qobj_id: Option<String>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// Retry-safe key.
+    pub idempotency_key: Option<String>,
+}
+
+/// A connection to one shotline server.
+pub struct Client {
+    server: String,
+    trust: Trust,
+    endpoint: Endpoint,
+    connection: quinn::Connection,
+    pin: PinCheck,
+    max_frame: usize,
+    timeout: Duration,
+}
+
+fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
+    let err = |reason: String| ClientError::Connect {
+        server: server.to_string(),
+        reason,
+    };
+    server
+        .to_socket_addrs()
+        .map_err(|e| {
+            err(format!(
+                "cannot resolve the address: {e} (expected HOST:PORT)"
+            ))
+        })?
+        .next()
+        .ok_or_else(|| err("the name resolves to no address".into()))
+}
+
+impl Client {
+    /// Connects to `server` (`HOST:PORT`) trusting its certificate as `trust` says.
+    pub async fn connect(server: &str, trust: &Trust) -> Result<Client, ClientError> {
+        shotline_tls::ensure_ring_provider();
+        let addr = resolve(server)?;
+        let (host, _) = shotline_tls::split_server(server)?;
+        let (config, pin) = shotline_tls::client_config(
+            trust,
+            server,
+            &ClientOptions {
+                alpn: vec![ALPN.to_vec()],
+                idle_timeout_ms: 30_000,
+                keep_alive_ms: Some(5_000),
+            },
+        )?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|_| ClientError::Protocol("bind".into()))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| ClientError::Protocol("bind".into()))?
+        };
+        let mut endpoint = Endpoint::client(bind).map_err(|e| ClientError::Connect {
+            server: server.to_string(),
+            reason: format!("cannot open a UDP socket: {e}"),
+        })?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint
+            .connect(addr, &host)
+            .map_err(|e| ClientError::Connect {
+                server: server.to_string(),
+                reason: e.to_string(),
+            })?;
+        let connection = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if let Trust::Pin { pins_file } = trust {
+                    if let Some(err) =
+                        shotline_tls::mismatch_error(server, pins_file, pin.outcome())
+                    {
+                        return Err(err.into());
+                    }
+                }
+                return Err(ClientError::Connect {
+                    server: server.to_string(),
+                    reason: format!("handshake failed: {e}"),
+                });
+            }
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    server: server.to_string(),
+                    reason: "no answer within 10 s (is the server running and the port right?)"
+                        .into(),
+                })
+            }
+        };
+        Ok(Client {
+            server: server.to_string(),
+            trust: trust.clone(),
+            endpoint,
+            connection,
+            pin,
+            max_frame: DEFAULT_MAX_FRAME,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// How the server's certificate was trusted on this connection.
+    pub fn pin_outcome(&self) -> Option<PinOutcome> {
+        self.pin.outcome()
+    }
+
+    /// In pin mode, records the certificate seen on first use (call after the session proved useful, e.g.
+    /// after a successful login). Returns the fingerprint pinned, if any.
+    pub fn accept_first_use(&self) -> Result<Option<String>, ClientError> {
+        if let (Trust::Pin { pins_file }, Some(PinOutcome::FirstUse { presented })) =
+            (&self.trust, self.pin.outcome())
+        {
+            let mut known = KnownServers::load(pins_file)?;
+            known.pin(&self.server, &presented)?;
+            return Ok(Some(presented));
+        }
+        Ok(None)
+    }
+
+    /// Sends one request on a new stream and reads its response.
+    pub async fn request(&self, request: &Request) -> Result<Response, ClientError> {
+        let transport = |reason: String| ClientError::Transport {
+            server: self.server.clone(),
+            reason,
+        };
+        let exchange = async {
+            let (mut send, mut recv) = self
+                .connection
+                .open_bi()
+                .await
+                .map_err(|e| transport(e.to_string()))?;
+            let frame = encode_frame(request, self.max_frame)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            send.write_all(&frame)
+                .await
+                .map_err(|e| transport(e.to_string()))?;
+            let _ = send.finish();
+            let mut header = [0u8; 4];
+            recv.read_exact(&mut header)
+                .await
+                .map_err(|e| transport(format!("no response: {e}")))?;
+            let len = frame_len(header, self.max_frame)
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let mut body = vec![0u8; len];
+            recv.read_exact(&mut body)
+                .await
+                .map_err(|e| transport(format!("truncated response: {e}")))?;
+            decode_body::<Response>(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(Response::Error { error })) => Err(ClientError::Server(error)),
+            Ok(r) => r,
+            Err(_) => Err(transport(format!(
+                "no response within {} s",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Logs in.
+    pub async fn login(&self, user: &str, password: &str) -> Result<Login, ClientError> {
+        match self
+            .request(&Request::Login {
+                user: user.to_string(),
+                password: password.to_string(),
+            })
+            .await?
+        {
+            Response::LoggedIn {
+                token,
+                user,
+                expires_at,
+            } => Ok(Login {
+                token,
+                user,
+                expires_at,
+            }),
+            other => Err(unexpected("logged_in", &other)),
+        }
+    }
+
+    /// Every backend with its status.
+    pub async fn backends(&self, token: &str) -> Result<Vec<BackendSummary>, ClientError> {
+        match self
+            .request(&Request::Backends {
+                token: token.to_string(),
+            })
+            .await?
+        {
+            Response::Backends { backends } => Ok(backends),
+            other => Err(unexpected("backends", &other)),
+        }
+    }
+
+    /// One backend's config and status.
+    pub async fn backend(
+        &self,
+        token: &str,
+        name: &str,
+    ) -> Result<(BackendConfig, BackendStatus), ClientError> {
+        match self
+            .request(&Request::Backend {
+                token: token.to_string(),
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Response::Backend { config, status } => Ok((config, status)),
+            other => Err(unexpected("backend", &other)),
+        }
+    }
+
+    /// Submits a job (a map of experiments).
+    pub async fn submit(
+        &self,
+        token: &str,
+        backend: &str,
+        job: Value,
+        options: SubmitOptions,
+    ) -> Result<Submission, ClientError> {
+        match self
+            .request(&Request::Submit {
+                token: token.to_string(),
+                backend: backend.to_string(),
+                job,
+                qobj_id: options.qobj_id,
+                priority: options.priority,
+                tags: options.tags,
+                idempotency_key: options.idempotency_key,
+            })
+            .await?
+        {
+            Response::Submitted {
+                job_id,
+                status,
+                duplicate,
+            } => Ok(Submission {
+                job_id,
+                status,
+                duplicate,
+            }),
+            other => Err(unexpected("submitted", &other)),
+        }
+    }
+
+    /// Status of a job.
+    pub async fn status(&self, token: &str, job_id: &str) -> Result<StatusRecord, ClientError> {
+        match self
+            .request(&Request::Status {
+                token: token.to_string(),
+                job_id: job_id.to_string(),
+            })
+            .await?
+        {
+            Response::Status { status } => Ok(status),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    /// Result of a job.
+    pub async fn result(&self, token: &str, job_id: &str) -> Result<JobResult, ClientError> {
+        match self
+            .request(&Request::Result {
+                token: token.to_string(),
+                job_id: job_id.to_string(),
+            })
+            .await?
+        {
+            Response::Result { result } => Ok(result),
+            other => Err(unexpected("result", &other)),
+        }
+    }
+
+    /// Waits until the job is terminal and returns its final status. Until the `watch` stream exists (it
+    /// pushes status changes), this asks for the status with a back-off from 50 ms up to 1 s.
+    pub async fn wait_terminal(
+        &self,
+        token: &str,
+        job_id: &str,
+        mut on_change: impl FnMut(&StatusRecord),
+    ) -> Result<StatusRecord, ClientError> {
+        let mut delay = Duration::from_millis(50);
+        let mut last: Option<StatusRecord> = None;
+        loop {
+            let s = self.status(token, job_id).await?;
+            if last.as_ref() != Some(&s) {
+                on_change(&s);
+                last = Some(s.clone());
+            }
+            if s.status.is_terminal() {
+                return Ok(s);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.connection.close(0u32.into(), b"bye");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn unexpected(expected: &'static str, got: &Response) -> ClientError {
+    let kind = match got {
+        Response::LoggedIn { .. } => "logged_in",
+        Response::Backends { .. } => "backends",
+        Response::Backend { .. } => "backend",
+        Response::Submitted { .. } => "submitted",
+        Response::Status { .. } => "status",
+        Response::Result { .. } => "result",
+        Response::Error { .. } => "error",
+    };
+    ClientError::Unexpected {
+        expected,
+        got: kind.to_string(),
+    }
+}

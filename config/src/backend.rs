@@ -1,0 +1,265 @@
+//! The typed schema of one backend: limits, shot timing, instruction sequencing and devices.
+
+use serde::{Deserialize, Serialize};
+
+/// The instruction set, timeline compiler and simulated physics of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendModel {
+    /// One collective spin of N/2 for N loaded atoms (`load`, `rlx`, `rlz`, `rlz2`, `measure`).
+    #[serde(rename = "singlequdit")]
+    SingleQudit,
+}
+
+/// The driver of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceDriver {
+    /// Simulated TTL output bank.
+    SimTtl,
+    /// Simulated direct digital synthesizer.
+    SimDds,
+    /// Simulated camera.
+    SimCamera,
+}
+
+impl DeviceDriver {
+    /// The configuration spelling of the driver (`sim_ttl`, `sim_dds`, `sim_camera`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SimTtl => "sim_ttl",
+            Self::SimDds => "sim_dds",
+            Self::SimCamera => "sim_camera",
+        }
+    }
+}
+
+/// What happens when an event is late by more than the slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderflowPolicy {
+    /// Fail the shot.
+    Fail,
+    /// Record the underflow and go on (default).
+    #[default]
+    Record,
+}
+
+/// One entry of `backends`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// Unique name, `[a-z0-9_-]{1,32}` (required).
+    pub name: String,
+    /// Instruction set and physics (required).
+    pub model: BackendModel,
+    /// Name shown to users; empty means `name`.
+    #[serde(default)]
+    pub display_name: String,
+    /// Free-text description published in the backend config.
+    #[serde(default)]
+    pub description: String,
+    /// Backend version published in the backend config and in results.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Most shots per experiment (1..=1_000_000).
+    #[serde(default = "default_max_shots")]
+    pub max_shots: u32,
+    /// Most experiments per job (1..=1000).
+    #[serde(default = "default_max_experiments")]
+    pub max_experiments: u32,
+    /// Most atoms a `load` may ask for, and the simulator's size (1..=500).
+    #[serde(default = "default_max_atoms")]
+    pub max_atoms: u32,
+    /// Shot clock timing.
+    #[serde(default)]
+    pub timing: TimingSection,
+    /// How instructions become device events.
+    #[serde(default)]
+    pub sequence: SequenceSection,
+    /// The backend's devices (names unique).
+    #[serde(default = "default_devices")]
+    pub devices: Vec<DeviceSection>,
+}
+
+fn default_version() -> String {
+    "0.1.0".to_owned()
+}
+fn default_max_shots() -> u32 {
+    1_000_000
+}
+fn default_max_experiments() -> u32 {
+    1000
+}
+fn default_max_atoms() -> u32 {
+    500
+}
+
+/// The five simulated devices the default `sequence` refers to.
+pub fn default_devices() -> Vec<DeviceSection> {
+    let dev = |name: &str, driver, clock_period_ns| DeviceSection {
+        name: name.to_owned(),
+        driver,
+        clock_period_ns,
+    };
+    vec![
+        dev("mot", DeviceDriver::SimTtl, 10),
+        dev("rf", DeviceDriver::SimDds, 1),
+        dev("detuning", DeviceDriver::SimDds, 1),
+        dev("interaction", DeviceDriver::SimDds, 1),
+        dev("camera", DeviceDriver::SimCamera, 1000),
+    ]
+}
+
+/// `timing`: how the shot clock plays timelines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimingSection {
+    /// Each shot starts this long after the clock decides to start it.
+    pub lead_ns: u64,
+    /// Shot repetition period; 0 = back to back.
+    pub cycle_ns: u64,
+    /// Lateness above this is an underflow.
+    pub slack_ns: u64,
+    /// Sleep until deadline minus this margin, then spin (<= 1 s).
+    pub sleep_margin_ns: u64,
+    /// What an underflow does.
+    pub underflow_policy: UnderflowPolicy,
+    /// Opt-in real-time scheduling of the shot clock thread.
+    pub realtime: RealtimeSection,
+}
+
+impl Default for TimingSection {
+    fn default() -> Self {
+        Self {
+            lead_ns: 200_000,
+            cycle_ns: 0,
+            slack_ns: 100_000,
+            sleep_margin_ns: 200_000,
+            underflow_policy: UnderflowPolicy::Record,
+            realtime: RealtimeSection::default(),
+        }
+    }
+}
+
+/// `timing.realtime`: `SCHED_FIFO`, core pinning and `mlock` of the shot clock thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeSection {
+    /// Request real-time scheduling (off by default).
+    pub enabled: bool,
+    /// `SCHED_FIFO` priority (1..=99).
+    pub priority: u8,
+    /// Core to pin the shot clock thread to; none = not pinned.
+    pub cpu: Option<usize>,
+    /// Lock the shot buffers in memory.
+    pub mlock: bool,
+}
+
+impl Default for RealtimeSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            priority: 80,
+            cpu: None,
+            mlock: false,
+        }
+    }
+}
+
+/// `sequence`: the timeline compiler's mapping of instructions to devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequenceSection {
+    /// Dead time between consecutive instructions.
+    pub gap_ns: u64,
+    /// `load`: a loading pulse on a TTL or DDS device.
+    pub load: LoadStep,
+    /// `rlx(θ)`: an RF pulse of θ/(2π f) seconds on a DDS.
+    pub rlx: RotationStep,
+    /// `rlz(θ)`: a detuning pulse of θ/(2π f) seconds on a DDS.
+    pub rlz: RateStep,
+    /// `rlz2(θ)`: an interaction hold of θ/(2π f) seconds on a DDS.
+    pub rlz2: RateStep,
+    /// `measure`: a camera exposure.
+    pub measure: MeasureStep,
+}
+
+impl Default for SequenceSection {
+    fn default() -> Self {
+        Self {
+            gap_ns: 1000,
+            load: LoadStep {
+                device: "mot".to_owned(),
+                duration_ns: 20_000,
+            },
+            rlx: RotationStep {
+                device: "rf".to_owned(),
+                rabi_frequency_hz: 10_000.0,
+            },
+            rlz: RateStep {
+                device: "detuning".to_owned(),
+                rate_hz: 10_000.0,
+            },
+            rlz2: RateStep {
+                device: "interaction".to_owned(),
+                rate_hz: 10_000.0,
+            },
+            measure: MeasureStep {
+                device: "camera".to_owned(),
+                exposure_ns: 10_000,
+            },
+        }
+    }
+}
+
+/// `sequence.load`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadStep {
+    /// Device that plays the pulse (driver `sim_ttl` or `sim_dds`).
+    pub device: String,
+    /// Length of the loading pulse.
+    pub duration_ns: u64,
+}
+
+/// `sequence.rlx`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationStep {
+    /// Device that plays the pulse (driver `sim_dds`).
+    pub device: String,
+    /// Rabi frequency in Hz (finite, > 0).
+    pub rabi_frequency_hz: f64,
+}
+
+/// `sequence.rlz` and `sequence.rlz2`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateStep {
+    /// Device that plays the pulse (driver `sim_dds`).
+    pub device: String,
+    /// Phase rate in Hz (finite, > 0).
+    pub rate_hz: f64,
+}
+
+/// `sequence.measure`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureStep {
+    /// Camera that takes the picture (driver `sim_camera`).
+    pub device: String,
+    /// Exposure time.
+    pub exposure_ns: u64,
+}
+
+/// One entry of `devices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSection {
+    /// Unique name within the backend.
+    pub name: String,
+    /// Driver of the device.
+    pub driver: DeviceDriver,
+    /// Clock period of the device; event times are rounded to it (1..=1_000_000).
+    pub clock_period_ns: u64,
+}

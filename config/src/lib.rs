@@ -1,0 +1,31 @@
+//! The YAML configuration of a `shotline` service: the typed schema, loading with
+//! line/column error reports, semantic validation, and the embedded default (`sim.yaml`).
+//!
+//! ```
+//! let config = shotline_config::parse_str(shotline_config::SIM_YAML, "sim.yaml").unwrap();
+//! assert_eq!(config.backends[0].name, "singlequdit");
+//! ```
+
+mod backend;
+mod error;
+mod load;
+mod locate;
+mod parse;
+mod schema;
+mod validate;
+
+pub use backend::{
+    default_devices, BackendModel, BackendSection, DeviceDriver, DeviceSection, LoadStep,
+    MeasureStep, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
+    UnderflowPolicy,
+};
+pub use error::{ConfigError, ConfigIssue};
+pub use load::{load, LoadedConfig};
+pub use parse::parse_str;
+pub use schema::{
+    AuthSection, Config, LimitsSection, LogFormat, LogLevel, LoggingSection, PersistenceSection,
+    ServiceSection, SupervisionSection, TlsMode, TlsSection,
+};
+
+/// The embedded default configuration: one simulated `singlequdit` backend.
+pub const SIM_YAML: &str = include_str!("../../configs/sim.yaml");

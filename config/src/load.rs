@@ -1,0 +1,90 @@
+//! Loading a configuration file: reading, hashing, parsing and resolving relative paths.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+use crate::parse::parse_str;
+use crate::schema::Config;
+
+/// A configuration loaded from a file, with what provenance records need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The validated configuration, relative paths resolved against the file's directory.
+    pub config: Config,
+    /// The file it was read from, as given.
+    pub path: PathBuf,
+    /// The file's text.
+    pub text: String,
+    /// `sha256:<hex>` of the file bytes, recorded in every execution's provenance.
+    pub hash: String,
+}
+
+/// Reads, parses and validates the configuration file at `path`, then resolves the relative
+/// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        ConfigError::Syntax {
+            origin: origin.clone(),
+            line: Some(line),
+            column: None,
+            message: format!(
+                "the file is not valid UTF-8 (first bad byte at offset {})",
+                valid.len()
+            ),
+        }
+    })?;
+    let hash = hash_bytes(text.as_bytes());
+    let mut config = parse_str(&text, &origin)?;
+    let base = path.parent().unwrap_or_else(|| Path::new(""));
+    config.resolve_relative_to(base);
+    Ok(LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        text,
+        hash,
+    })
+}
+
+/// `sha256:<lowercase hex>` of `bytes`.
+pub(crate) fn hash_bytes(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl Config {
+    /// Makes the relative `service.data_dir`, `tls.cert` and `tls.key` relative to `base`
+    /// (the directory of the configuration file). Absolute paths are kept.
+    pub fn resolve_relative_to(&mut self, base: &Path) {
+        resolve(base, &mut self.service.data_dir);
+        if let Some(cert) = &mut self.tls.cert {
+            resolve(base, cert);
+        }
+        if let Some(key) = &mut self.tls.key {
+            resolve(base, key);
+        }
+    }
+
+    /// The data directory (`service.data_dir`).
+    pub fn data_dir(&self) -> &Path {
+        &self.service.data_dir
+    }
+
+    /// The database file: `persistence.file` relative to the data directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.service.data_dir.join(&self.persistence.file)
+    }
+}

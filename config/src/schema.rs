@@ -1,0 +1,217 @@
+//! The typed configuration schema: top-level document and service-wide sections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendSection;
+
+/// The whole configuration file of one `shotline` service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the service keeps its data and where it listens (required).
+    pub service: ServiceSection,
+    /// Log level and format.
+    #[serde(default)]
+    pub logging: LoggingSection,
+    /// TLS certificate of the QUIC listener.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Authentication tokens and user registration.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Admission-control limits enforced by the gateway and the scheduler.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Restart intensity of the supervision tree and actor call timeouts.
+    #[serde(default)]
+    pub supervision: SupervisionSection,
+    /// The embedded store.
+    #[serde(default)]
+    pub persistence: PersistenceSection,
+    /// The apparatuses users submit to (required, at least one).
+    pub backends: Vec<BackendSection>,
+}
+
+/// `service`: data directory and listen address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSection {
+    /// Data directory; relative paths are relative to the config file's directory.
+    pub data_dir: PathBuf,
+    /// UDP socket address of the QUIC listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Informational messages (default).
+    #[default]
+    Info,
+    /// Debugging detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable text (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging`: level and format of the service log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    /// Log verbosity.
+    pub level: LogLevel,
+    /// Log line format.
+    pub format: LogFormat,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Generate (once) and reuse a self-signed certificate in the data dir (default).
+    #[default]
+    SelfSigned,
+    /// Read the certificate and key from `cert` and `key`.
+    Files,
+}
+
+/// `tls`: certificate of the QUIC listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Where the certificate comes from.
+    pub mode: TlsMode,
+    /// PEM certificate chain (required iff `mode = files`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (required iff `mode = files`).
+    pub key: Option<PathBuf>,
+    /// Subject alternative names of the generated self-signed certificate.
+    pub names: Vec<String>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::SelfSigned,
+            cert: None,
+            key: None,
+            names: vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+        }
+    }
+}
+
+/// `auth`: tokens and registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Lifetime of a login token in seconds (60..=31_536_000).
+    pub token_ttl_s: u64,
+    /// Whether clients may create their own accounts.
+    pub allow_registration: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            token_ttl_s: 86_400,
+            allow_registration: false,
+        }
+    }
+}
+
+/// `limits`: admission control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest accepted frame in bytes (1024..=268_435_456).
+    pub max_frame_bytes: u64,
+    /// Concurrent streams per QUIC connection (1..=10_000).
+    pub max_streams_per_connection: u32,
+    /// Concurrent connections per user (>= 1).
+    pub max_connections_per_user: u32,
+    /// Jobs a user may have queued at once (>= 1).
+    pub max_queued_jobs_per_user: u32,
+    /// Time a client has to finish sending one request on a stream, in ms (>= 1).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 8 * 1024 * 1024,
+            max_streams_per_connection: 64,
+            max_connections_per_user: 16,
+            max_queued_jobs_per_user: 1000,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `supervision`: restart intensity and call timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionSection {
+    /// At most this many restarts within `period_ms`; above it the supervisor escalates.
+    pub max_restarts: u32,
+    /// The restart-intensity window in ms (>= 1).
+    pub period_ms: u64,
+    /// Timeout of every actor request/reply in ms (>= 1).
+    pub call_timeout_ms: u64,
+}
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        Self {
+            max_restarts: 3,
+            period_ms: 5000,
+            call_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `persistence`: the embedded store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceSection {
+    /// SQLite database file, relative to `service.data_dir`.
+    pub file: PathBuf,
+    /// Capacity of the persistence actor's write queue (>= 1).
+    pub queue_capacity: u32,
+}
+
+impl Default for PersistenceSection {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("shotline.db"),
+            queue_capacity: 4096,
+        }
+    }
+}

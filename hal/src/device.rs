@@ -1,0 +1,113 @@
+//! The device trait every driver implements, simulated or real.
+//!
+//! A device is programmed once per experiment on the control plane ([`Device::program`], may allocate and
+//! block on I/O), armed once before the first shot ([`Device::arm`]), then driven by the shot clock thread
+//! shot after shot ([`Device::start_shot`], [`Device::apply`], [`Device::end_shot`]: no allocation, no
+//! locks, no logging). [`Device::safe_state`] must work from every state; drivers also reach it on `Drop`.
+
+use std::sync::Arc;
+
+use crate::time::Nanos;
+use crate::timeline::{DeviceTimeline, Event, TimelineError};
+
+/// Identity of one shot: what a simulated device needs to be reproducible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShotContext {
+    /// The execution's seed.
+    pub seed: u64,
+    /// Experiment index within the job.
+    pub experiment: u32,
+    /// Shot index within the experiment.
+    pub shot: u64,
+}
+
+/// Values read out at the end of a shot (fixed capacity: no allocation on the shot path).
+pub type Readout = heapless::Vec<ReadoutValue, 8>;
+
+/// One value read out by a sensor device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadoutValue {
+    /// Index of the device in the backend's device list.
+    pub device: u16,
+    /// Channel of the device.
+    pub channel: u16,
+    /// The value (counts, atom number, ...).
+    pub value: i64,
+}
+
+/// Static facts about a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    /// Name from the configuration.
+    pub name: String,
+    /// Driver name (`sim_dds`, ...).
+    pub driver: String,
+    /// Time resolution: every event time and duration is a multiple of it.
+    pub clock_period_ns: Nanos,
+    /// Number of output or input channels.
+    pub channels: u16,
+    /// Whether the device is simulated.
+    pub simulated: bool,
+}
+
+/// A device failure, with enough words to act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceError {
+    /// The program was refused.
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+    /// A call came in the wrong state (e.g. apply before arm).
+    #[error("device {device}: {operation} is not allowed in state {state}")]
+    WrongState {
+        /// Device.
+        device: String,
+        /// What was asked.
+        operation: &'static str,
+        /// Current state.
+        state: &'static str,
+    },
+    /// The hardware (or its simulation) reported a fault.
+    #[error("device {device}: fault: {reason}")]
+    Fault {
+        /// Device.
+        device: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The device is in use by another thread (only possible on a wiring bug; never waits).
+    #[error("device {device}: busy")]
+    Busy {
+        /// Device.
+        device: String,
+    },
+}
+
+/// A driver for one piece of hardware.
+pub trait Device: Send {
+    /// Static facts.
+    fn info(&self) -> &DeviceInfo;
+    /// Uploads the timeline of one experiment (control plane). Returns `Ok(false)` when the device already
+    /// held exactly this program and skipped the upload.
+    fn program(&mut self, timeline: &DeviceTimeline) -> Result<bool, DeviceError>;
+    /// Prepares for the first shot of the programmed experiment (control plane, after every device of the
+    /// backend is programmed).
+    fn arm(&mut self) -> Result<(), DeviceError>;
+    /// Called by the shot clock right before the first event of every shot (shot path).
+    fn start_shot(&mut self, shot: &ShotContext) -> Result<(), DeviceError>;
+    /// Applies event `index` of the programmed timeline (shot path).
+    fn apply(&mut self, index: usize, event: &Event, shot: &ShotContext)
+        -> Result<(), DeviceError>;
+    /// Ends the shot; sensors push their values into `out` (shot path).
+    fn end_shot(&mut self, shot: &ShotContext, out: &mut Readout) -> Result<(), DeviceError>;
+    /// Drives every output to its safe state and forgets the armed program (valid from every state).
+    fn safe_state(&mut self) -> Result<(), DeviceError>;
+}
+
+/// A device shared between its sequencer (control plane) and the shot clock. The shot clock takes the lock
+/// once per experiment, before the first shot, and holds it until the last: never inside a shot.
+pub type DeviceHandle = Arc<parking_lot::Mutex<Box<dyn Device>>>;
+
+/// Wraps a driver into a [`DeviceHandle`].
+pub fn handle(device: Box<dyn Device>) -> DeviceHandle {
+    Arc::new(parking_lot::Mutex::new(device))
+}

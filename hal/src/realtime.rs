@@ -1,0 +1,93 @@
+//! Opt-in real-time scheduling for the shot clock thread: core pinning, `SCHED_FIFO`, locked memory.
+//!
+//! Off by default (and in `sim.yaml` and the tests): on a 2-core machine a spinning real-time thread starves
+//! everything else. When enabled and refused by the OS, the clock says once what it could not get and runs on.
+
+/// What the shot clock thread should ask the OS for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RealtimeOptions {
+    /// Master switch.
+    pub enabled: bool,
+    /// `SCHED_FIFO` priority (1..=99).
+    pub priority: u8,
+    /// Core to pin the thread to.
+    pub cpu: Option<usize>,
+    /// Lock the pages currently mapped (`mlockall(MCL_CURRENT)`, never `MCL_FUTURE`).
+    pub mlock: bool,
+}
+
+/// Applies `opts` to the calling thread; returns one line per thing the OS refused.
+pub fn apply_realtime(opts: &RealtimeOptions) -> Vec<String> {
+    let mut refused = Vec::new();
+    if !opts.enabled {
+        return refused;
+    }
+    if let Some(cpu) = opts.cpu {
+        // SAFETY: cpu_set_t is plain data; the calls only read/write it.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_ZERO(&mut set);
+            if cpu < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if rc != 0 {
+            refused.push(format!(
+                "could not pin the shot clock to cpu {cpu}: {}; running unpinned",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(opts.priority.clamp(1, 99)),
+    };
+    // SAFETY: valid sched_param for the calling thread (pid 0).
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        refused.push(format!(
+            "could not get SCHED_FIFO priority {}: {}; running with normal scheduling",
+            opts.priority,
+            std::io::Error::last_os_error()
+        ));
+    }
+    if opts.mlock {
+        // SAFETY: plain syscall.
+        let rc = unsafe { libc::mlockall(libc::MCL_CURRENT) };
+        if rc != 0 {
+            refused.push(format!(
+                "could not lock memory: {}; pages may be swapped",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_asks_for_nothing() {
+        assert!(apply_realtime(&RealtimeOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn an_impossible_cpu_is_refused_and_reported() {
+        let warnings = std::thread::spawn(|| {
+            apply_realtime(&RealtimeOptions {
+                enabled: true,
+                priority: 1,
+                cpu: Some(100_000),
+                mlock: false,
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("cpu 100000")),
+            "{warnings:?}"
+        );
+    }
+}

@@ -1,0 +1,413 @@
+//! The shot clock: one `std::thread` per backend that plays armed timelines shot after shot.
+//!
+//! The control plane hands it an [`ExperimentRun`] through an `rtrb` command ring; it locks the run's devices
+//! once (before the first shot), arms them, then for every shot waits for each event's absolute deadline,
+//! applies it, time-stamps it and pushes fixed-size records into two output rings (shots, event lateness).
+//! Inside a shot it does not allocate, lock or log. Abort is an atomic flag checked at every shot boundary.
+//! When an output ring is full the record is dropped and counted; the clock never blocks on a consumer,
+//! except for the final [`RunSummary`], which it retries until there is room (it is never lost).
+
+pub mod records;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+pub use records::{ClockReport, EventRecord, RunOutcome, RunSummary, ShotRecord};
+
+use crate::device::{Device, DeviceHandle, Readout, ShotContext};
+use crate::realtime::{apply_realtime, RealtimeOptions};
+use crate::time::{Nanos, ShotTimer};
+use crate::timeline::DeviceTimeline;
+
+/// What to do with an event later than the slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderflowPolicy {
+    /// Fail the shot and the run.
+    Fail,
+    /// Count it and go on.
+    Record,
+}
+
+/// Timing parameters of a shot clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockConfig {
+    /// Each shot starts this long after the clock decides to start it.
+    pub lead_ns: Nanos,
+    /// Shot repetition period; 0 = back to back.
+    pub cycle_ns: Nanos,
+    /// Lateness above this is an underflow.
+    pub slack_ns: Nanos,
+    /// Policy for underflows and cycle overruns.
+    pub underflow_policy: UnderflowPolicy,
+    /// Capacity of the shot record ring.
+    pub shot_ring: usize,
+    /// Capacity of the event record ring.
+    pub event_ring: usize,
+    /// Opt-in real-time scheduling of the clock thread.
+    pub realtime: RealtimeOptions,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self {
+            lead_ns: 200_000,
+            cycle_ns: 0,
+            slack_ns: 100_000,
+            underflow_policy: UnderflowPolicy::Record,
+            shot_ring: 4096,
+            event_ring: 65_536,
+            realtime: RealtimeOptions::default(),
+        }
+    }
+}
+
+/// One experiment to play: the devices (already programmed) and their timelines.
+pub struct ExperimentRun {
+    /// Identifies the run in every record.
+    pub run_id: u64,
+    /// Experiment index.
+    pub experiment: u32,
+    /// Number of shots.
+    pub shots: u64,
+    /// Seed for the simulated devices.
+    pub seed: u64,
+    /// Devices, in backend order.
+    pub devices: Vec<DeviceHandle>,
+    /// The programmed timeline of each device (same order).
+    pub timelines: Vec<DeviceTimeline>,
+}
+
+enum Command {
+    Run(Box<ExperimentRun>),
+    Shutdown,
+}
+
+/// Why a command could not be handed to the clock.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClockError {
+    /// The command ring is full (a run is already queued).
+    #[error("shot clock {0}: command ring full")]
+    Busy(String),
+    /// The clock thread is gone.
+    #[error("shot clock {0}: thread stopped")]
+    Stopped(String),
+}
+
+/// The control side of a shot clock: commands in, abort, shutdown.
+pub struct ClockControl {
+    name: String,
+    commands: rtrb::Producer<Command>,
+    abort: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The consumer side: shot records and event lateness records out.
+pub struct ClockOutputs {
+    /// Shot records and run summaries.
+    pub reports: rtrb::Consumer<ClockReport>,
+    /// Lateness of every applied event.
+    pub events: rtrb::Consumer<EventRecord>,
+}
+
+/// Starts a shot clock thread named `name`.
+pub fn spawn(
+    name: &str,
+    config: ClockConfig,
+    timer: Box<dyn ShotTimer>,
+) -> std::io::Result<(ClockControl, ClockOutputs)> {
+    let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(4);
+    let (rep_tx, rep_rx) = rtrb::RingBuffer::new(config.shot_ring.max(2));
+    let (ev_tx, ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
+    let abort = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        name: name.to_string(),
+        config,
+        timer,
+        commands: cmd_rx,
+        reports: rep_tx,
+        events: ev_tx,
+        abort: abort.clone(),
+    };
+    let thread = thread::Builder::new()
+        .name(format!("shot-clock-{name}"))
+        .spawn(move || worker.run())?;
+    Ok((
+        ClockControl {
+            name: name.to_string(),
+            commands: cmd_tx,
+            abort,
+            thread: Some(thread),
+        },
+        ClockOutputs {
+            reports: rep_rx,
+            events: ev_rx,
+        },
+    ))
+}
+
+impl ClockControl {
+    /// Queues a run. Clears a previous abort request.
+    pub fn start(&mut self, run: ExperimentRun) -> Result<(), ClockError> {
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return Err(ClockError::Stopped(self.name.clone()));
+        }
+        self.abort.store(false, Ordering::SeqCst);
+        self.commands
+            .push(Command::Run(Box::new(run)))
+            .map_err(|_| ClockError::Busy(self.name.clone()))?;
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+        Ok(())
+    }
+
+    /// Asks the running run to stop at the next shot boundary.
+    pub fn abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// A flag the owner can hand to others (e.g. an emergency stop) to abort runs.
+    pub fn abort_flag(&self) -> Arc<AtomicBool> {
+        self.abort.clone()
+    }
+
+    /// Aborts, stops the thread and waits for it (it releases every device lock first).
+    pub fn shutdown(&mut self) {
+        self.abort.store(true, Ordering::SeqCst);
+        let _ = self.commands.push(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClockControl {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker {
+    name: String,
+    config: ClockConfig,
+    timer: Box<dyn ShotTimer>,
+    commands: rtrb::Consumer<Command>,
+    reports: rtrb::Producer<ClockReport>,
+    events: rtrb::Producer<EventRecord>,
+    abort: Arc<AtomicBool>,
+}
+
+/// One entry of the merged schedule: (time, device, event index).
+type Slot = (Nanos, u16, u32);
+
+impl Worker {
+    fn run(mut self) {
+        for warning in apply_realtime(&self.config.realtime) {
+            tracing::warn!(clock = %self.name, "{warning}");
+        }
+        loop {
+            match self.commands.pop() {
+                Ok(Command::Run(run)) => {
+                    let summary = self.play(&run);
+                    drop(run);
+                    self.push_summary(summary);
+                }
+                Ok(Command::Shutdown) => return,
+                Err(_) => thread::park_timeout(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn push_summary(&mut self, summary: RunSummary) {
+        let mut report = ClockReport::Done(summary);
+        loop {
+            match self.reports.push(report) {
+                Ok(()) => return,
+                Err(rtrb::PushError::Full(r)) => {
+                    report = r;
+                    if self.reports.is_abandoned() {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn play(&mut self, run: &ExperimentRun) -> RunSummary {
+        let mut summary = RunSummary {
+            run_id: run.run_id,
+            experiment: run.experiment,
+            shots_done: 0,
+            outcome: RunOutcome::Completed,
+            shot_overflows: 0,
+            event_overflows: 0,
+            underflows: 0,
+        };
+        if run.devices.len() != run.timelines.len() || run.devices.len() > u16::MAX as usize {
+            summary.outcome = RunOutcome::Rejected(format!(
+                "{} devices but {} timelines",
+                run.devices.len(),
+                run.timelines.len()
+            ));
+            return summary;
+        }
+        // Locks are taken once per experiment, outside every shot.
+        let mut guards: Vec<_> = run.devices.iter().map(|d| d.lock()).collect();
+        let names: Vec<String> = guards.iter().map(|g| g.info().name.clone()).collect();
+        for (i, g) in guards.iter_mut().enumerate() {
+            if let Err(error) = g.arm() {
+                summary.outcome = RunOutcome::DeviceFault {
+                    shot: None,
+                    device_name: names[i].clone(),
+                    error,
+                };
+                return summary;
+            }
+        }
+        let mut schedule: Vec<Slot> = Vec::new();
+        for (d, tl) in run.timelines.iter().enumerate() {
+            for (e, ev) in tl.events.iter().enumerate() {
+                schedule.push((ev.t_ns, d as u16, e as u32));
+            }
+        }
+        schedule.sort_unstable();
+        let cfg = self.config.clone();
+        let mut first_t0: Option<Nanos> = None;
+        let mut readout = Readout::new();
+        for shot in 0..run.shots {
+            if self.abort.load(Ordering::SeqCst) {
+                summary.outcome = RunOutcome::Aborted;
+                break;
+            }
+            let ctx = ShotContext {
+                seed: run.seed,
+                experiment: run.experiment,
+                shot,
+            };
+            let earliest = self.timer.now().saturating_add(cfg.lead_ns);
+            let (t0, overrun_ns) = match (cfg.cycle_ns, first_t0) {
+                (c, Some(f)) if c > 0 => {
+                    let slot = f.saturating_add(c.saturating_mul(shot));
+                    if earliest > slot {
+                        (earliest, earliest - slot)
+                    } else {
+                        (slot, 0)
+                    }
+                }
+                _ => (earliest, 0),
+            };
+            first_t0.get_or_insert(t0);
+            let mut record = ShotRecord {
+                run_id: run.run_id,
+                experiment: run.experiment,
+                shot,
+                t0_ns: t0,
+                end_ns: t0,
+                readout: Readout::new(),
+                events: 0,
+                max_lateness_ns: 0,
+                underflows: 0,
+                overrun_ns,
+            };
+            if overrun_ns > 0 {
+                record.underflows += 1;
+                summary.underflows += 1;
+                if cfg.underflow_policy == UnderflowPolicy::Fail {
+                    summary.outcome = RunOutcome::Overrun { shot, overrun_ns };
+                    break;
+                }
+            }
+            if let Err((d, error)) = start_all(&mut guards, &ctx) {
+                summary.outcome = RunOutcome::DeviceFault {
+                    shot: Some(shot),
+                    device_name: names[d].clone(),
+                    error,
+                };
+                break;
+            }
+            let mut failed: Option<RunOutcome> = None;
+            for &(t, d, e) in &schedule {
+                let deadline = t0.saturating_add(t);
+                let applied = self.timer.wait_until(deadline);
+                let lateness = applied.saturating_sub(deadline) as i64;
+                let event = &run.timelines[d as usize].events[e as usize];
+                if let Err(error) = guards[d as usize].apply(e as usize, event, &ctx) {
+                    failed = Some(RunOutcome::DeviceFault {
+                        shot: Some(shot),
+                        device_name: names[d as usize].clone(),
+                        error,
+                    });
+                    break;
+                }
+                record.events += 1;
+                record.end_ns = applied;
+                record.max_lateness_ns = record.max_lateness_ns.max(lateness);
+                let ev_record = EventRecord {
+                    run_id: run.run_id,
+                    shot,
+                    device: d,
+                    event: e,
+                    scheduled_ns: t,
+                    lateness_ns: lateness,
+                };
+                if self.events.push(ev_record).is_err() {
+                    summary.event_overflows += 1;
+                }
+                if lateness > cfg.slack_ns as i64 {
+                    record.underflows += 1;
+                    summary.underflows += 1;
+                    if cfg.underflow_policy == UnderflowPolicy::Fail {
+                        failed = Some(RunOutcome::Underflow {
+                            shot,
+                            device: d,
+                            device_name: names[d as usize].clone(),
+                            event: e,
+                            lateness_ns: lateness,
+                            slack_ns: cfg.slack_ns,
+                        });
+                        break;
+                    }
+                }
+            }
+            if let Some(outcome) = failed {
+                summary.outcome = outcome;
+                break;
+            }
+            readout.clear();
+            for (d, g) in guards.iter_mut().enumerate() {
+                if let Err(error) = g.end_shot(&ctx, &mut readout) {
+                    failed = Some(RunOutcome::DeviceFault {
+                        shot: Some(shot),
+                        device_name: names[d].clone(),
+                        error,
+                    });
+                    break;
+                }
+            }
+            if let Some(outcome) = failed {
+                summary.outcome = outcome;
+                break;
+            }
+            record.readout = readout.clone();
+            if self.reports.push(ClockReport::Shot(record)).is_err() {
+                summary.shot_overflows += 1;
+            }
+            summary.shots_done += 1;
+        }
+        summary
+    }
+}
+
+fn start_all(
+    guards: &mut [parking_lot::MutexGuard<'_, Box<dyn Device>>],
+    ctx: &ShotContext,
+) -> Result<(), (usize, crate::device::DeviceError)> {
+    for (d, g) in guards.iter_mut().enumerate() {
+        g.start_shot(ctx).map_err(|e| (d, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The simulated apparatus: simulated devices and the physics they act on.
+
+pub mod device;
+pub mod qudit;
+pub mod world;
+
+pub use device::{SimDevice, SimDriver};
+pub use world::{Coupling, SimWorld};

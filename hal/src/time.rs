@@ -1,0 +1,155 @@
+//! Time on the shot path: integer nanoseconds on the monotonic clock, absolute-deadline waits.
+//!
+//! Reading the clock is a vDSO call (no syscall); waiting sleeps with `clock_nanosleep(TIMER_ABSTIME)` until
+//! `margin` before the deadline and spins for the rest. [`SimulatedTimer`] replaces the real clock in
+//! deterministic tests: it jumps straight to each deadline plus an injected lateness.
+
+/// Nanoseconds on the monotonic clock (or relative to a shot start, by context).
+pub type Nanos = u64;
+
+/// Current time of `CLOCK_MONOTONIC` in nanoseconds.
+pub fn monotonic_ns() -> Nanos {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Sleeps until the monotonic clock reaches `deadline` (absolute), retrying on signals.
+pub fn sleep_until_ns(deadline: Nanos) {
+    let ts = libc::timespec {
+        tv_sec: (deadline / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
+    };
+    loop {
+        // SAFETY: valid timespec, null remainder is allowed with TIMER_ABSTIME.
+        let rc = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != libc::EINTR {
+            return;
+        }
+    }
+}
+
+/// How the shot clock waits for a deadline. `wait_until` returns the time at which the wait ended, which is
+/// the apply time stamp of the event (lateness = returned - deadline).
+pub trait ShotTimer: Send {
+    /// Current time in nanoseconds.
+    fn now(&mut self) -> Nanos;
+    /// Waits until `deadline` and returns the time the wait ended (never earlier than `deadline`).
+    fn wait_until(&mut self, deadline: Nanos) -> Nanos;
+}
+
+/// The real clock: sleep until `margin_ns` before the deadline, then spin on the vDSO clock.
+#[derive(Debug, Clone)]
+pub struct MonotonicTimer {
+    margin_ns: Nanos,
+}
+
+impl MonotonicTimer {
+    /// A timer that sleeps until `margin_ns` before each deadline and spins the rest.
+    pub fn new(margin_ns: Nanos) -> Self {
+        Self { margin_ns }
+    }
+}
+
+impl ShotTimer for MonotonicTimer {
+    fn now(&mut self) -> Nanos {
+        monotonic_ns()
+    }
+
+    fn wait_until(&mut self, deadline: Nanos) -> Nanos {
+        let mut now = monotonic_ns();
+        if now >= deadline {
+            return now;
+        }
+        if deadline - now > self.margin_ns {
+            sleep_until_ns(deadline - self.margin_ns);
+        }
+        loop {
+            now = monotonic_ns();
+            if now >= deadline {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A deterministic clock for tests: time only moves when the shot clock waits. Each wait lands exactly on
+/// its deadline plus the lateness injected for that wait (by wait index), so tests can make chosen events late.
+#[derive(Debug, Clone, Default)]
+pub struct SimulatedTimer {
+    now: Nanos,
+    waits: u64,
+    late: Vec<(u64, Nanos)>,
+}
+
+impl SimulatedTimer {
+    /// A simulated clock starting at `start`.
+    pub fn new(start: Nanos) -> Self {
+        Self {
+            now: start,
+            waits: 0,
+            late: Vec::new(),
+        }
+    }
+
+    /// Makes the `wait_index`-th wait (0-based, counted over the timer's life) end `lateness_ns` late.
+    pub fn inject_lateness(mut self, wait_index: u64, lateness_ns: Nanos) -> Self {
+        self.late.push((wait_index, lateness_ns));
+        self
+    }
+}
+
+impl ShotTimer for SimulatedTimer {
+    fn now(&mut self) -> Nanos {
+        self.now
+    }
+
+    fn wait_until(&mut self, deadline: Nanos) -> Nanos {
+        let extra = self
+            .late
+            .iter()
+            .find(|(i, _)| *i == self.waits)
+            .map(|(_, l)| *l)
+            .unwrap_or(0);
+        self.waits += 1;
+        self.now = self.now.max(deadline) + extra;
+        self.now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_wait_never_returns_early() {
+        let mut t = MonotonicTimer::new(50_000);
+        let deadline = monotonic_ns() + 300_000;
+        let got = t.wait_until(deadline);
+        assert!(got >= deadline);
+    }
+
+    #[test]
+    fn simulated_timer_injects_lateness_on_the_chosen_wait() {
+        let mut t = SimulatedTimer::new(0).inject_lateness(1, 700);
+        assert_eq!(t.wait_until(100), 100);
+        assert_eq!(t.wait_until(200), 900);
+        assert_eq!(t.wait_until(1000), 1000);
+    }
+}

@@ -1,0 +1,190 @@
+//! The local admin socket: a Unix socket `admin.sock` in the data dir, owner-only (0600), through which
+//! server-side admin commands (`shotline user add ...`) reach a running server, so the server stays the only
+//! writer of its store and sees the change at once. Frames are the wire protocol's: a 4-byte big-endian length
+//! and a msgpack map. It also guards the data dir: a second server on the same data dir refuses to start.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use shotline_actors::Service;
+use shotline_protocol::wire::{decode_body, encode_frame, frame_len};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+/// File name of the socket inside the data dir.
+pub const SOCKET_NAME: &str = "admin.sock";
+const MAX_ADMIN_FRAME: usize = 64 * 1024;
+
+/// An admin request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Create a user.
+    AddUser {
+        /// Name.
+        name: String,
+        /// Password.
+        password: String,
+        /// Administrator.
+        admin: bool,
+    },
+}
+
+/// An admin response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdminResponse {
+    /// Done.
+    Ok {
+        /// What was done.
+        message: String,
+    },
+    /// Failed.
+    Error {
+        /// Stable code.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Path of the admin socket of `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// Why the admin socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A server already serves this data dir.
+    #[error("another shotline server is already running on data dir {0} (its admin socket answers); stop it first or use another --data-dir")]
+    InUse(PathBuf),
+    /// I/O.
+    #[error("admin socket {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Protocol.
+    #[error("admin socket: {0}")]
+    Protocol(String),
+}
+
+/// The server side: accepts admin connections until dropped.
+pub struct AdminServer {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Binds the socket (refusing if a live server answers on it) and serves `service`.
+    pub async fn start(data_dir: &Path, service: Service) -> Result<AdminServer, AdminError> {
+        let path = socket_path(data_dir);
+        if path.exists() {
+            if UnixStream::connect(&path).await.is_ok() {
+                return Err(AdminError::InUse(data_dir.to_path_buf()));
+            }
+            // A stale socket from a process that died.
+            let _ = std::fs::remove_file(&path);
+        }
+        let io = |source| AdminError::Io {
+            path: path.clone(),
+            source,
+        };
+        let listener = UnixListener::bind(&path).map_err(io)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_one(stream, service.clone()));
+            }
+        });
+        Ok(AdminServer { path, task })
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn read_frame(stream: &mut UnixStream) -> Result<Vec<u8>, String> {
+    let mut header = [0u8; 4];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = frame_len(header, MAX_ADMIN_FRAME).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+async fn serve_one(mut stream: UnixStream, service: Service) {
+    let response = match read_frame(&mut stream).await {
+        Err(e) => AdminResponse::Error {
+            code: "MALFORMED_REQUEST".into(),
+            message: e,
+        },
+        Ok(body) => match decode_body::<AdminRequest>(&body) {
+            Err(e) => AdminResponse::Error {
+                code: "MALFORMED_REQUEST".into(),
+                message: e.to_string(),
+            },
+            Ok(AdminRequest::AddUser {
+                name,
+                password,
+                admin,
+            }) => match service.add_user(&name, &password, admin).await {
+                Ok(u) => AdminResponse::Ok {
+                    message: format!(
+                        "user {} added{}",
+                        u.name,
+                        if u.is_admin { " (admin)" } else { "" }
+                    ),
+                },
+                Err(e) => AdminResponse::Error {
+                    code: e.code.to_string(),
+                    message: e.message,
+                },
+            },
+        },
+    };
+    if let Ok(frame) = encode_frame(&response, MAX_ADMIN_FRAME) {
+        let _ = stream.write_all(&frame).await;
+    }
+}
+
+/// The client side: `Ok(None)` when no server is listening on `data_dir` (act on the store directly).
+pub async fn request(
+    data_dir: &Path,
+    request: &AdminRequest,
+) -> Result<Option<AdminResponse>, AdminError> {
+    let path = socket_path(data_dir);
+    let mut stream = match UnixStream::connect(&path).await {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    let frame =
+        encode_frame(request, MAX_ADMIN_FRAME).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    stream
+        .write_all(&frame)
+        .await
+        .map_err(|source| AdminError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    let body = read_frame(&mut stream)
+        .await
+        .map_err(AdminError::Protocol)?;
+    decode_body(&body)
+        .map(Some)
+        .map_err(|e| AdminError::Protocol(e.to_string()))
+}

@@ -1,0 +1,69 @@
+//! `shotline serve` and `shotline check-config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use shotline::{Runtime, StartOptions};
+
+/// Runs the service until SIGINT/SIGTERM (exit 0) or until the supervision tree gives up (error).
+pub async fn serve(
+    config: &Path,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let loaded = shotline_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    shotline::logging::init(&loaded.config.logging);
+    let mut runtime = Runtime::start(
+        loaded,
+        StartOptions {
+            listen,
+            data_dir,
+            gateway: true,
+            admin_socket: true,
+        },
+    )
+    .await
+    .context("cannot start")?;
+    let addr = runtime
+        .listen_addr()
+        .context("the gateway is not listening")?;
+    eprintln!("shotline ready: listening on {addr}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        reason = runtime.stopped() => {
+            anyhow::bail!("the runtime stopped: {}", reason.unwrap_or_else(|| "unknown reason".into()));
+        }
+    }
+    runtime.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Validates a config file; prints every issue with its line and column.
+pub fn check_config(file: &Path) -> anyhow::Result<()> {
+    match shotline_config::load(file) {
+        Ok(loaded) => {
+            println!(
+                "{}: ok ({} backend{}, hash {})",
+                file.display(),
+                loaded.config.backends.len(),
+                if loaded.config.backends.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                loaded.hash
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("{} is not a valid shotline config", file.display())
+        }
+    }
+}

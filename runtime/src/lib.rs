@@ -1,0 +1,14 @@
+//! shotline: an actor-based real-time control runtime for physics labs.
+//!
+//! This crate is the process: configuration loading, the supervision tree built through
+//! [`Runtime::start`] (the embedding API, usable in-process with no network), the local admin socket, and
+//! the `shotline` binary (service and client commands).
+
+pub mod admin;
+pub mod logging;
+pub mod runtime;
+
+pub use runtime::{Runtime, RuntimeError, StartOptions, LOCAL_USER};
+pub use shotline_actors::service::{SubmitOptions, Submitted};
+pub use shotline_config as config;
+pub use shotline_protocol as protocol;

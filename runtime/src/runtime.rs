@@ -1,0 +1,285 @@
+//! The embedding API: `Runtime::start` builds the whole supervision tree in-process (with or without the
+//! QUIC gateway), and offers submit / status / result without any network, so an existing lab control stack
+//! can embed shotline. The `shotline serve` command is a thin layer over it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use shotline_actors::gateway::stream::StreamLimits;
+use shotline_actors::gateway::GatewayArgs;
+use shotline_actors::root::{FailureSlot, RootActor, RootArgs, RootMsg};
+use shotline_actors::service::{SubmitOptions, Submitted};
+use shotline_actors::{Ctx, Service, ServiceError};
+use shotline_config::{Config, LoadedConfig, TlsMode};
+use shotline_protocol::{JobResult, StatusRecord, Value};
+use shotline_store::UserRecord;
+use shotline_tls::ServerOptions;
+
+use crate::admin::AdminServer;
+
+/// How to start a runtime.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Overrides `service.listen`.
+    pub listen: Option<SocketAddr>,
+    /// Overrides `service.data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Run the QUIC gateway (off for a purely in-process embedding).
+    pub gateway: bool,
+    /// Serve the local admin socket in the data dir (and refuse to share the data dir with another server).
+    pub admin_socket: bool,
+}
+
+/// Why a runtime could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The data dir could not be prepared.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TLS identity or configuration.
+    #[error(transparent)]
+    Tls(#[from] shotline_tls::TlsError),
+    /// The admin socket.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    /// The supervision tree failed to start.
+    #[error("the runtime could not start: {0}")]
+    Start(String),
+    /// The supervision tree gave up (restart intensity exceeded).
+    #[error("the runtime stopped after a failure: {0}")]
+    Failed(String),
+}
+
+/// A running shotline.
+pub struct Runtime {
+    ctx: Ctx,
+    service: Service,
+    root: ActorRef<RootMsg>,
+    root_task: Option<tokio::task::JoinHandle<()>>,
+    failure: FailureSlot,
+    listen: Option<SocketAddr>,
+    admin: Option<AdminServer>,
+    local_user: tokio::sync::OnceCell<UserRecord>,
+}
+
+/// Name of the user that in-process submissions run as.
+pub const LOCAL_USER: &str = "local";
+
+impl Runtime {
+    /// Starts a runtime from a loaded configuration file.
+    pub async fn start(
+        loaded: LoadedConfig,
+        options: StartOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        Self::start_with(loaded.config, loaded.hash, options).await
+    }
+
+    /// Starts a runtime from a configuration value (`hash` is recorded in every execution's provenance).
+    pub async fn start_with(
+        mut config: Config,
+        hash: String,
+        options: StartOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        if let Some(d) = &options.data_dir {
+            config.service.data_dir = d.clone();
+        }
+        if let Some(l) = options.listen {
+            config.service.listen = l;
+        }
+        config.validate().map_err(|issues| {
+            RuntimeError::Config(
+                issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let data_dir = config.data_dir().to_path_buf();
+        std::fs::create_dir_all(&data_dir).map_err(|source| RuntimeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        shotline_tls::ensure_ring_provider();
+        let gateway_parts = if options.gateway {
+            let identity = match config.tls.mode {
+                TlsMode::SelfSigned => {
+                    shotline_tls::load_or_generate(&data_dir.join("tls"), &config.tls.names)?
+                }
+                TlsMode::Files => {
+                    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+                        return Err(RuntimeError::Config(
+                            "tls.mode is files but tls.cert or tls.key is missing".into(),
+                        ));
+                    };
+                    shotline_tls::load_files(cert, key)?
+                }
+            };
+            if identity.generated {
+                tracing::info!(fingerprint = %identity.fingerprint, "generated a self-signed certificate");
+            }
+            let server_config = shotline_tls::server_config(
+                &identity,
+                &ServerOptions {
+                    alpn: vec![shotline_protocol::wire::ALPN.to_vec()],
+                    max_concurrent_bidi_streams: config.limits.max_streams_per_connection,
+                    idle_timeout_ms: 60_000,
+                    keep_alive_ms: None,
+                },
+            )?;
+            Some((server_config, identity.fingerprint))
+        } else {
+            None
+        };
+        let ctx = Ctx::new(config.clone(), hash);
+        let service = Service::new(&ctx);
+        let listen_slot = Arc::new(parking_lot::Mutex::new(config.service.listen));
+        let gateway = gateway_parts.map(|(server_config, _)| GatewayArgs {
+            service: service.clone(),
+            server_config,
+            listen: listen_slot.clone(),
+            limits: StreamLimits {
+                max_frame: config.limits.max_frame_bytes as usize,
+                request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+            },
+        });
+        let has_gateway = gateway.is_some();
+        // Claim the data dir before anything writes to it.
+        let admin = if options.admin_socket {
+            Some(AdminServer::start(&data_dir, service.clone()).await?)
+        } else {
+            None
+        };
+        let failure: FailureSlot = Arc::new(parking_lot::Mutex::new(None));
+        let (root, root_task) = Actor::spawn(
+            Some(ctx.name(shotline_actors::context::roles::ROOT)),
+            RootActor,
+            RootArgs {
+                ctx: ctx.clone(),
+                gateway,
+                failure: failure.clone(),
+            },
+        )
+        .await
+        .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let listen = has_gateway.then(|| *listen_slot.lock());
+        Ok(Runtime {
+            ctx,
+            service,
+            root,
+            root_task: Some(root_task),
+            failure,
+            listen,
+            admin,
+            local_user: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The address the gateway listens on (the real port when 0 was asked).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    /// The verbs, for callers that manage users themselves.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The runtime context (configuration, actor names).
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    async fn local(&self) -> Result<&UserRecord, ServiceError> {
+        self.local_user
+            .get_or_try_init(|| async {
+                match self.service.user(LOCAL_USER).await {
+                    Ok(u) => Ok(u),
+                    Err(_) => {
+                        // A password nobody knows: the local user never logs in over the network.
+                        let pw = shotline_actors::auth::new_token();
+                        match self.service.add_user(LOCAL_USER, &pw, true).await {
+                            Ok(u) => Ok(u),
+                            Err(_) => self.service.user(LOCAL_USER).await,
+                        }
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Submits a job (JSON, in the format of DESIGN section 6) as the local user.
+    pub async fn submit(
+        &self,
+        backend: &str,
+        job: &serde_json::Value,
+        options: SubmitOptions,
+    ) -> Result<Submitted, ServiceError> {
+        let value: Value = serde_json::from_value(job.clone())
+            .map_err(|e| ServiceError::internal(format!("job conversion: {e}")))?;
+        let user = self.local().await?.clone();
+        self.service.submit(&user, backend, &value, options).await
+    }
+
+    /// Status of a job.
+    pub async fn status(&self, job_id: &str) -> Result<StatusRecord, ServiceError> {
+        let user = self.local().await?.clone();
+        self.service.status(&user, job_id).await
+    }
+
+    /// Result of a job.
+    pub async fn result(&self, job_id: &str) -> Result<JobResult, ServiceError> {
+        let user = self.local().await?.clone();
+        self.service.result(&user, job_id).await
+    }
+
+    /// Waits until the job is terminal (or `timeout`), returning its last status.
+    pub async fn wait(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<StatusRecord, ServiceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = self.status(job_id).await?;
+            if s.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resolves when the supervision tree stops on its own (a give-up); returns the reason.
+    pub async fn stopped(&mut self) -> Option<String> {
+        if let Some(t) = self.root_task.as_mut() {
+            let _ = t.await;
+            self.root_task = None;
+        }
+        self.failure.lock().clone()
+    }
+
+    /// Stops cleanly: the gateway first, running jobs stop at a shot boundary and are re-queued, devices go
+    /// to their safe state, the store drains and closes.
+    pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
+        self.root.stop(Some("shutdown".into()));
+        if let Some(t) = self.root_task.take() {
+            let _ = t.await;
+        }
+        drop(self.admin.take());
+        match self.failure.lock().clone() {
+            Some(f) => Err(RuntimeError::Failed(f)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The store's typed error.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store. Every message says what was wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0} (check that the database file is readable/writable and the disk is not full)")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A durability pragma did not read back as required (e.g. the filesystem does not support WAL).
+    #[error(
+        "durability check failed: PRAGMA {pragma} is {got:?}, expected {expected:?}; \
+         put the database on a local filesystem that supports WAL and fsync"
+    )]
+    Durability {
+        /// The pragma that was checked.
+        pragma: &'static str,
+        /// The value shotline requires.
+        expected: String,
+        /// The value SQLite reported.
+        got: String,
+    },
+
+    /// The write would violate a uniqueness or ownership rule; the message names the record.
+    #[error("conflict: {0}")]
+    Conflict(String),
+
+    /// The record the operation refers to does not exist; the message names it.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// The schema cannot be migrated (e.g. the database is newer than this build).
+    #[error("schema migration error: {0}")]
+    Migration(String),
+
+    /// An argument does not have the required shape.
+    #[error("invalid {field}: {value:?} (expected {expected})")]
+    Invalid {
+        /// Which argument or field was wrong.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+
+    /// A filesystem or thread operation failed.
+    #[error("cannot {what} {path:?}: {source} (check the path and its permissions)")]
+    Io {
+        /// What was attempted.
+        what: &'static str,
+        /// The path involved (empty if none).
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The batch transaction of the writer thread could not be started or committed; nothing of the
+    /// operation was persisted.
+    #[error(
+        "transaction failed, the operation was not persisted: {0}; retry later and check the disk"
+    )]
+    Transaction(String),
+
+    /// An operation panicked on the writer thread; it was rolled back.
+    #[error("operation panicked on the store thread and was rolled back: {0}; this is a bug, please report it")]
+    Panicked(String),
+
+    /// The writer thread is gone (shut down or failed).
+    #[error("the store writer thread is closed; restart the persistence actor")]
+    Closed,
+
+    /// The writer thread's queue is full.
+    #[error("the store writer queue is full; retry later or reduce the submission rate")]
+    Busy,
+}
+
+impl StoreError {
+    /// Builds an [`StoreError::Invalid`].
+    pub(crate) fn invalid(field: &'static str, value: &str, expected: &'static str) -> Self {
+        StoreError::Invalid {
+            field,
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+/// The kind of constraint a failed statement violated, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Violation {
+    /// PRIMARY KEY or UNIQUE.
+    Unique,
+    /// FOREIGN KEY.
+    ForeignKey,
+}
+
+/// Classifies a SQLite error as a constraint violation.
+pub(crate) fn violation(err: &rusqlite::Error) -> Option<Violation> {
+    const SQLITE_CONSTRAINT_FOREIGNKEY: i32 = 787;
+    const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
+    const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+    let code = err.sqlite_error()?.extended_code;
+    match code {
+        SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::ForeignKey),
+        SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE => Some(Violation::Unique),
+        _ => None,
+    }
+}
