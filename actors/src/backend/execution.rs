@@ -542,11 +542,25 @@ pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str) -> ExecEnd
             requeue_in_store(s, &jid, Some(&xid), "stopped at a shot boundary; re-queued")
         })
         .await;
-    if let Err(e) = r {
-        tracing::error!(job = %job_id, error = %e, "could not re-queue the job");
+    match r {
+        Ok(Some(job)) => notify_requeued(&env.ctx, &job),
+        Ok(None) => {}
+        Err(e) => tracing::error!(job = %job_id, error = %e, "could not re-queue the job"),
     }
     ExecEnd::Requeued {
         execution_id: execution_id.to_string(),
+    }
+}
+
+/// Tells the scheduler that a job is queued again.
+pub fn notify_requeued(ctx: &Ctx, job: &shotline_store::JobRecord) {
+    if let Some(s) = ctx.lookup::<crate::scheduler::SchedulerMsg>(roles::SCHEDULER) {
+        let _ = s.cast(crate::scheduler::SchedulerMsg::Enqueue {
+            job_id: job.id.clone(),
+            backend: job.backend.clone(),
+            priority: job.priority,
+            seq: job.seq,
+        });
     }
 }
 
@@ -556,7 +570,7 @@ pub fn requeue_in_store(
     job_id: &str,
     execution_id: Option<&str>,
     why: &str,
-) -> Result<bool, shotline_store::StoreError> {
+) -> Result<Option<shotline_store::JobRecord>, shotline_store::StoreError> {
     let now = utc_now();
     if let Some(x) = execution_id {
         if let Some(e) = s.execution(x)? {
@@ -575,13 +589,13 @@ pub fn requeue_in_store(
                 Some(&reason),
                 &now,
             )?;
-            Ok(false)
+            Ok(None)
         }
         Some(j) if j.status == "RUNNING" => {
             s.set_job_status(job_id, JobStatus::Queued.as_str(), Some(why), None, &now)?;
-            Ok(true)
+            Ok(Some(j))
         }
-        _ => Ok(false),
+        _ => Ok(None),
     }
 }
 

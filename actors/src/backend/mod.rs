@@ -62,6 +62,14 @@ struct Children {
     analysis: ActorRef<AnalysisMsg>,
 }
 
+impl Children {
+    fn contains(&self, id: ractor::ActorId) -> bool {
+        self.acquisition.get_id() == id
+            || self.analysis.get_id() == id
+            || self.sequencers.iter().any(|s| s.get_id() == id)
+    }
+}
+
 struct Running {
     job_id: String,
     stop: Arc<AtomicBool>,
@@ -203,9 +211,12 @@ impl BackendState {
             }
             // Whatever happened, a job still RUNNING goes back to the queue.
             let job = r.job_id.clone();
-            let _ = Db::new(&self.args.ctx)
+            let requeued = Db::new(&self.args.ctx)
                 .run(move |s| execution::requeue_in_store(s, &job, None, "interrupted; re-queued"))
                 .await;
+            if let Ok(Some(job)) = requeued {
+                execution::notify_requeued(&self.args.ctx, &job);
+            }
         }
     }
 }
@@ -251,7 +262,10 @@ async fn recover(args: &BackendArgs) {
     match requeued {
         Ok(jobs) => {
             for (job, again) in jobs {
-                tracing::warn!(%backend, %job, requeued = again, "job found RUNNING at backend start");
+                tracing::warn!(%backend, %job, requeued = again.is_some(), "job found RUNNING at backend start");
+                if let Some(j) = again {
+                    execution::notify_requeued(&args.ctx, &j);
+                }
             }
         }
         Err(e) => tracing::error!(%backend, error = %e, "could not recover running jobs"),
@@ -362,6 +376,15 @@ impl Actor for BackendActor {
             _ => return Ok(()),
         };
         if state.restarting {
+            return Ok(());
+        }
+        // Events of children stopped by an earlier restart arrive late: only the current children count.
+        let id = match &event {
+            SupervisionEvent::ActorFailed(cell, _)
+            | SupervisionEvent::ActorTerminated(cell, _, _) => cell.get_id(),
+            _ => return Ok(()),
+        };
+        if !state.children.contains(id) {
             return Ok(());
         }
         let name = state.args.section.name.clone();

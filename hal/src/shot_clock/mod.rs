@@ -100,6 +100,7 @@ pub struct ClockControl {
     name: String,
     commands: rtrb::Producer<Command>,
     abort: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -121,7 +122,9 @@ pub fn spawn(
     let (rep_tx, rep_rx) = rtrb::RingBuffer::new(config.shot_ring.max(2));
     let (ev_tx, ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
     let abort = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
     let worker = Worker {
+        stopping: stopping.clone(),
         name: name.to_string(),
         config,
         timer,
@@ -138,6 +141,7 @@ pub fn spawn(
             name: name.to_string(),
             commands: cmd_tx,
             abort,
+            stopping,
             thread: Some(thread),
         },
         ClockOutputs {
@@ -148,12 +152,12 @@ pub fn spawn(
 }
 
 impl ClockControl {
-    /// Queues a run. Clears a previous abort request.
+    /// Queues a run. An abort requested before the clock picks the run up applies to the run playing now,
+    /// not to this one.
     pub fn start(&mut self, run: ExperimentRun) -> Result<(), ClockError> {
         if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Err(ClockError::Stopped(self.name.clone()));
         }
-        self.abort.store(false, Ordering::SeqCst);
         self.commands
             .push(Command::Run(Box::new(run)))
             .map_err(|_| ClockError::Busy(self.name.clone()))?;
@@ -175,6 +179,7 @@ impl ClockControl {
 
     /// Aborts, stops the thread and waits for it (it releases every device lock first).
     pub fn shutdown(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.abort.store(true, Ordering::SeqCst);
         let _ = self.commands.push(Command::Shutdown);
         if let Some(t) = self.thread.take() {
@@ -198,6 +203,7 @@ struct Worker {
     reports: rtrb::Producer<ClockReport>,
     events: rtrb::Producer<EventRecord>,
     abort: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 /// One entry of the merged schedule: (time, device, event index).
@@ -211,6 +217,7 @@ impl Worker {
         loop {
             match self.commands.pop() {
                 Ok(Command::Run(run)) => {
+                    self.abort.store(false, Ordering::SeqCst);
                     let summary = self.play(&run);
                     drop(run);
                     self.push_summary(summary);
@@ -228,7 +235,8 @@ impl Worker {
                 Ok(()) => return,
                 Err(rtrb::PushError::Full(r)) => {
                     report = r;
-                    if self.reports.is_abandoned() {
+                    // Nobody will read it: the consumer is gone or the clock is shutting down.
+                    if self.reports.is_abandoned() || self.stopping.load(Ordering::SeqCst) {
                         return;
                     }
                     thread::sleep(Duration::from_millis(1));
@@ -275,6 +283,8 @@ impl Worker {
             }
         }
         schedule.sort_unstable();
+        // A shot lasts until its last pulse or exposure ends, not until its last event starts.
+        let shot_len = run.timelines.iter().map(|t| t.end_ns()).max().unwrap_or(0);
         let cfg = self.config.clone();
         let mut first_t0: Option<Nanos> = None;
         let mut readout = Readout::new();
@@ -377,6 +387,7 @@ impl Worker {
                 summary.outcome = outcome;
                 break;
             }
+            record.end_ns = self.timer.wait_until(t0.saturating_add(shot_len));
             readout.clear();
             for (d, g) in guards.iter_mut().enumerate() {
                 if let Err(error) = g.end_shot(&ctx, &mut readout) {

@@ -14,7 +14,7 @@ pub struct ShotRecord {
     pub shot: u64,
     /// Monotonic time of the shot start (t0).
     pub t0_ns: Nanos,
-    /// Monotonic time when the last event was applied.
+    /// Monotonic time when the shot ended (its last pulse or exposure over).
     pub end_ns: Nanos,
     /// Values the sensors read out.
     pub readout: Readout,

@@ -131,9 +131,7 @@ impl Device for SimDevice {
     }
 
     fn program(&mut self, timeline: &DeviceTimeline) -> Result<bool, DeviceError> {
-        if self.state == State::Armed {
-            return Err(self.wrong("program"));
-        }
+        // Programming an armed device disarms it first (the shot clock has released it between experiments).
         timeline.validate(self.info.clock_period_ns, self.info.channels)?;
         self.check_actions(timeline)?;
         if self.program.as_ref() == Some(timeline) {

@@ -1,0 +1,13 @@
+//! Integration tests of the `shotline` crate: the embedding API, supervision, persistence across restarts,
+//! and the real binary end to end. One test binary with modules.
+
+#[path = "runtime/common.rs"]
+mod common;
+#[path = "runtime/e2e.rs"]
+mod e2e;
+#[path = "runtime/embedding.rs"]
+mod embedding;
+#[path = "runtime/physics.rs"]
+mod physics;
+#[path = "runtime/supervision.rs"]
+mod supervision;

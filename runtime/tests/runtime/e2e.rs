@@ -1,0 +1,254 @@
+//! The real `shotline` binary end to end: serve on 127.0.0.1:0 with a temporary data dir, add a user, log
+//! in over QUIC, submit a seeded job and wait for its result, then restart the server and find it again.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shotline");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--config",
+                config,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn shotline serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("ready line");
+        Server { child, addr }
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: clean shutdown with exit code 0.
+        unsafe_kill(self.child.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn shotline(home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SHOTLINE_HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shotline");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_login_submit_wait_restart_and_find_the_result_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let data_s = data.to_str().unwrap();
+
+    let (ok, out, err) = shotline(
+        &home,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--data-dir",
+            data_s,
+            "--password-stdin",
+        ],
+        Some("correct horse\n"),
+    );
+    assert!(ok, "user add: {out} {err}");
+    assert!(out.contains("through the running server"), "{out}");
+
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "login",
+            "--server",
+            &addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("wrong password\n"),
+    );
+    assert!(!ok && err.contains("INVALID_CREDENTIALS"), "{err}");
+    let (ok, out, err) = shotline(
+        &home,
+        &[
+            "login",
+            "--server",
+            &addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("correct horse\n"),
+    );
+    assert!(ok, "login: {out} {err}");
+    assert!(err.contains("pinned the certificate"), "{err}");
+
+    let (ok, out, err) = shotline(&home, &["backends", "--server", &addr, "--json"], None);
+    assert!(ok, "{err}");
+    let backends: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(backends[0]["name"], "singlequdit");
+
+    let (ok, out, err) = shotline(
+        &home,
+        &["backend", "singlequdit", "--server", &addr, "--json"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let backend: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(backend["config"]["max_experiments"], 1000);
+
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/rabi.json");
+    let (ok, out, err) = shotline(
+        &home,
+        &[
+            "submit",
+            job,
+            "--backend",
+            "singlequdit",
+            "--wait",
+            "--server",
+            &addr,
+        ],
+        None,
+    );
+    assert!(ok, "submit: {err}");
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["status"], "DONE");
+    assert_eq!(result["success"], true);
+    let job_id = result["job_id"].as_str().unwrap().to_string();
+    let memory = result["results"][0]["data"]["memory"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(memory.len(), 100);
+    assert!(memory
+        .iter()
+        .all(|m| m.as_str().unwrap().parse::<u32>().unwrap() <= 50));
+
+    // An invalid job: a clear error naming the field, exit code non-zero.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"experiment_0": {"instructions": [["rlx", [0], [9.0]]], "num_wires": 1, "shots": 5}}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "submit",
+            bad.to_str().unwrap(),
+            "--backend",
+            "singlequdit",
+            "--server",
+            &addr,
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("experiment_0.instructions[0].params[0]"),
+        "{err}"
+    );
+
+    server.stop();
+
+    // Restart on the same data dir: the job and its result are still there, the pinned cert still matches.
+    let server = Server::start(&data);
+    let addr = server.addr.clone();
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "login",
+            "--server",
+            &addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("correct horse\n"),
+    );
+    assert!(ok, "login after restart: {err}");
+    let (ok, out, err) = shotline(
+        &home,
+        &["status", &job_id, "--server", &addr, "--json"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["status"], "DONE");
+    let (ok, out, err) = shotline(&home, &["result", &job_id, "--server", &addr], None);
+    assert!(ok, "{err}");
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        again["results"][0]["data"]["memory"].as_array().unwrap(),
+        &memory
+    );
+    server.stop();
+}
