@@ -91,7 +91,8 @@ fn sim_yaml_parses_and_validates() {
         "real-time must be off in sim.yaml"
     );
     assert_eq!(config.service.listen.to_string(), "127.0.0.1:7878");
-    assert_eq!(config.db_path(), Path::new("./data").join("shotline.db"));
+    // Relative to configs/: the repository root's ./data.
+    assert_eq!(config.db_path(), Path::new("../data").join("shotline.db"));
 }
 
 #[test]
@@ -517,15 +518,16 @@ fn load_resolves_relative_paths_against_the_config_directory() {
     std::fs::create_dir(&sub).unwrap();
     let path = write_config(&sub, "sim.yaml", SIM_YAML);
     let loaded = load(&path).unwrap();
-    assert_eq!(loaded.config.data_dir(), sub.join("./data"));
+    assert_eq!(loaded.config.data_dir(), sub.join("../data"));
     assert_eq!(
         loaded.config.db_path(),
-        sub.join("./data").join("shotline.db")
+        sub.join("../data").join("shotline.db")
     );
     assert_eq!(loaded.path, path);
     assert_eq!(loaded.text, SIM_YAML);
 
-    let abs = SIM_YAML.replacen("data_dir: ./data", "data_dir: /srv/shotline", 1);
+    let abs = SIM_YAML.replacen("data_dir: ../data", "data_dir: /srv/shotline", 1);
+    assert_ne!(abs, SIM_YAML, "the data_dir line of sim.yaml changed");
     let loaded = load(&write_config(&sub, "abs.yaml", &abs)).unwrap();
     assert_eq!(loaded.config.data_dir(), Path::new("/srv/shotline"));
 }
