@@ -250,5 +250,34 @@ fn serve_login_submit_wait_restart_and_find_the_result_again() {
         again["results"][0]["data"]["memory"].as_array().unwrap(),
         &memory
     );
+
+    // A server presenting a certificate other than the pinned one is refused, with the way out.
+    let pins = home.join("known_servers.json");
+    let mut known: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&pins).unwrap()).unwrap();
+    known[&addr] = serde_json::Value::String(format!("sha256:{}", "0".repeat(64)));
+    std::fs::write(&pins, serde_json::to_vec(&known).unwrap()).unwrap();
+    let (ok, _, err) = shotline(&home, &["backends", "--server", &addr], None);
+    assert!(!ok, "a changed certificate must be refused");
+    assert!(
+        err.contains("--repin") && err.contains("sha256:0000"),
+        "{err}"
+    );
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "login",
+            "--server",
+            &addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--repin",
+        ],
+        Some("correct horse\n"),
+    );
+    assert!(ok, "repin: {err}");
+    let (ok, _, err) = shotline(&home, &["backends", "--server", &addr], None);
+    assert!(ok, "after repin: {err}");
     server.stop();
 }
