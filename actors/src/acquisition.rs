@@ -39,6 +39,15 @@ pub struct Acquisition {
 /// The acquisition actor.
 pub struct AcquisitionActor;
 
+/// Adds one lateness to a run's histogram. `record` grows the auto-resizing histogram (a lateness of
+/// seconds is kept as such); it saturates only if growing is impossible.
+fn record_lateness(h: &mut Histogram<u64>, lateness_ns: i64) {
+    let v = lateness_ns.max(0) as u64;
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
 impl Acquisition {
     fn drain_events(&mut self) {
         while let Ok(ev) = self.outputs.events.pop() {
@@ -49,7 +58,7 @@ impl Acquisition {
                 slot.insert(h);
             }
             if let Some(h) = self.lateness.get_mut(&ev.run_id) {
-                h.saturating_record(ev.lateness_ns.max(0) as u64);
+                record_lateness(h, ev.lateness_ns);
             }
         }
     }
@@ -118,5 +127,22 @@ impl Actor for AcquisitionActor {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_latenesses_are_kept_not_clamped() {
+        let mut h = Histogram::new(3).unwrap();
+        record_lateness(&mut h, 15);
+        record_lateness(&mut h, 150_000);
+        record_lateness(&mut h, 2_000_000_000);
+        record_lateness(&mut h, -5);
+        assert_eq!(h.len(), 4);
+        assert!(h.max() >= 1_999_000_000, "max {}", h.max());
+        assert!(h.value_at_quantile(0.6) >= 149_000);
     }
 }

@@ -50,9 +50,18 @@ impl ServiceError {
 
     /// The job failed validation.
     pub fn validation(report: ValidationReport) -> Self {
+        let first = report
+            .errors
+            .first()
+            .map(|v| format!("; first: {}: {}", v.path, v.code.as_str()))
+            .unwrap_or_default();
         let mut e = Self::new(
             codes::VALIDATION_FAILED,
-            format!("the job is invalid: {report}"),
+            format!(
+                "the job is invalid: {} error{}{first}",
+                report.total,
+                if report.total == 1 { "" } else { "s" }
+            ),
         );
         e.path = report.errors.first().map(|v| v.path.clone());
         e.report = Some(report);

@@ -41,6 +41,8 @@ pub enum SchedulerMsg {
     Pending(RpcReplyPort<BTreeMap<String, u64>>),
     /// Periodic re-dispatch (covers restarted backends).
     Tick,
+    /// Re-read the QUEUED jobs from the store (after a job was deferred) and dispatch.
+    Reload,
 }
 
 /// Scheduler state.
@@ -106,6 +108,24 @@ impl Actor for SchedulerActor {
                     .map(|(b, q)| (b.clone(), q.len() as u64))
                     .collect();
                 let _ = reply.send(counts);
+            }
+            SchedulerMsg::Reload => {
+                match state
+                    .db
+                    .run(|s| s.jobs_with_status(JobStatus::Queued.as_str()))
+                    .await
+                {
+                    Ok(jobs) => {
+                        for j in jobs {
+                            state.push(j.id, j.backend, j.priority, j.seq);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduler: could not reload the queue"),
+                }
+                let backends: Vec<String> = state.queues.keys().cloned().collect();
+                for b in backends {
+                    state.dispatch(&b).await;
+                }
             }
             SchedulerMsg::Tick => {
                 let backends: Vec<String> = state

@@ -70,7 +70,7 @@ pub enum TlsError {
          pinned:    {expected}\n  presented: {presented}\n\
          This can mean the server was reinstalled or its certificate replaced, or that someone is \
          intercepting the connection. Check the new fingerprint with the server's administrator. \
-         To accept the new certificate deliberately, run `shotline login --server {server} --repin` \
+         To accept the new certificate deliberately, run `shotline login --server {server} --user NAME --repin` \
          or remove the entry for {server} from {}.",
         pins_file.display()
     )]

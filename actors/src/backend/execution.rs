@@ -7,7 +7,7 @@
 //! single transaction (a job never ends with two results). Any failure ends the job ERROR with the reason,
 //! names the device and event where there is one, and brings the devices to their safe state.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +32,16 @@ use crate::time::{utc_day, utc_now};
 
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// An interrupted job is re-queued until it has been started this many times; then it ends ERROR.
+/// A job interrupted by a fault or a crash is re-queued until it has been started this many times; then it
+/// ends ERROR. An interruption by a clean shutdown always re-queues.
 pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The execution runs on.
+pub const STOP_NONE: u8 = 0;
+/// Stop at the next shot boundary for a clean shutdown (re-queue, not counted as a failed attempt).
+pub const STOP_SHUTDOWN: u8 = 1;
+/// Stop at the next shot boundary because the backend is restarting after a fault (counted).
+pub const STOP_FAULT: u8 = 2;
 
 /// Everything an execution needs from its backend.
 #[derive(Clone)]
@@ -61,6 +69,11 @@ pub struct ExecEnv {
 pub enum ExecEnd {
     /// The job was not QUEUED any more (cancelled or handled elsewhere).
     Skipped,
+    /// The job could not start now (store unavailable, lock held): it stays QUEUED and is offered again.
+    Deferred {
+        /// Why.
+        reason: String,
+    },
     /// DONE, result committed.
     Done {
         /// Execution id.
@@ -100,18 +113,15 @@ async fn job_seed(db: &Db, job_id: &str) -> Result<u64, String> {
 }
 
 /// Runs job `job_id`. Never panics on job content; every error ends in a committed status.
-pub async fn run(
-    env: ExecEnv,
-    job_id: String,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> ExecEnd {
+pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
     let id = job_id.clone();
     let job = match env.db.run(move |s| s.job(&id)).await {
         Ok(Some(j)) if j.status == JobStatus::Queued.as_str() => j,
         Ok(_) => return ExecEnd::Skipped,
         Err(e) => {
-            tracing::warn!(job = %job_id, error = %e, "could not read the job; it stays queued");
-            return ExecEnd::Skipped;
+            return ExecEnd::Deferred {
+                reason: format!("could not read the job: {e}"),
+            }
         }
     };
     let parsed: Job = match serde_json::from_str(&job.body) {
@@ -128,20 +138,29 @@ pub async fn run(
     };
     let seed = match job_seed(&env.db, &job_id).await {
         Ok(s) => s,
-        Err(e) => return fail(&env, &job_id, None, format!("store: {e}")).await,
+        Err(e) => {
+            return ExecEnd::Deferred {
+                reason: format!("store: {e}"),
+            }
+        }
     };
     let day = utc_day();
     let execution_id = match env.db.run(move |s| s.next_execution_id(&day)).await {
         Ok(x) => x,
-        Err(e) => return fail(&env, &job_id, None, format!("store: {e}")).await,
+        Err(e) => {
+            return ExecEnd::Deferred {
+                reason: format!("store: {e}"),
+            }
+        }
     };
     // Lock the backend's devices for this execution.
     let resource = lock_resource(&env.section.name);
     match lock(&env, LockAction::Acquire, &resource, &execution_id).await {
         Ok(()) => {}
         Err(e) => {
-            tracing::warn!(job = %job_id, error = %e, "backend lock not granted; job stays queued");
-            return ExecEnd::Skipped;
+            return ExecEnd::Deferred {
+                reason: format!("backend lock not granted: {e}"),
+            }
         }
     }
     let record = ExecutionRecord {
@@ -187,7 +206,10 @@ pub async fn run(
     safe_state_all(&env).await;
     let end = match outcome {
         Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results, seed).await,
-        Err(PlayError::Stopped) => requeue(&env, &job_id, &execution_id).await,
+        Err(PlayError::Stopped) => {
+            let counted = stop.load(Ordering::SeqCst) != STOP_SHUTDOWN;
+            requeue(&env, &job_id, &execution_id, counted).await
+        }
         Err(PlayError::Failed(reason)) => {
             fail(&env, &job_id, Some(execution_id.clone()), reason).await
         }
@@ -216,11 +238,11 @@ async fn play_all(
     env: &ExecEnv,
     job: &Job,
     job_seed: u64,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicU8,
 ) -> Result<Vec<Played>, PlayError> {
     let mut played = Vec::with_capacity(job.experiments.len());
     for (index, (name, experiment)) in job.experiments.iter().enumerate() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) != STOP_NONE {
             return Err(PlayError::Stopped);
         }
         let timelines = compile(&env.section, experiment)
@@ -534,12 +556,18 @@ pub async fn fail(
 }
 
 /// Puts a RUNNING job back in the queue (stopped at a shot boundary by shutdown or pause).
-pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str) -> ExecEnd {
+pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str, counted: bool) -> ExecEnd {
     let (jid, xid) = (job_id.to_string(), execution_id.to_string());
     let r = env
         .db
         .run(move |s| {
-            requeue_in_store(s, &jid, Some(&xid), "stopped at a shot boundary; re-queued")
+            requeue_in_store(
+                s,
+                &jid,
+                Some(&xid),
+                "stopped at a shot boundary; re-queued",
+                counted,
+            )
         })
         .await;
     match r {
@@ -564,12 +592,14 @@ pub fn notify_requeued(ctx: &Ctx, job: &shotline_store::JobRecord) {
     }
 }
 
-/// Store side of a re-queue: only a RUNNING job goes back to QUEUED; its execution is closed as interrupted.
+/// Store side of a re-queue: only a RUNNING job goes back to QUEUED (or ends ERROR when `counted` and it
+/// was started [`MAX_ATTEMPTS`] times); its execution is closed as interrupted.
 pub fn requeue_in_store(
     s: &shotline_store::Store,
     job_id: &str,
     execution_id: Option<&str>,
     why: &str,
+    counted: bool,
 ) -> Result<Option<shotline_store::JobRecord>, shotline_store::StoreError> {
     let now = utc_now();
     if let Some(x) = execution_id {
@@ -580,7 +610,7 @@ pub fn requeue_in_store(
         }
     }
     match s.job(job_id)? {
-        Some(j) if j.status == "RUNNING" && j.attempts >= MAX_ATTEMPTS => {
+        Some(j) if counted && j.status == "RUNNING" && j.attempts >= MAX_ATTEMPTS => {
             let reason = format!("{why}; gave up after {} attempts", j.attempts);
             s.set_job_status(
                 job_id,

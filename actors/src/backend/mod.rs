@@ -10,7 +10,7 @@ pub mod compile;
 pub mod devices;
 pub mod execution;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ use crate::scheduler::SchedulerMsg;
 use crate::sequencer::{SequencerActor, SequencerArgs, SequencerMsg};
 use crate::supervision::{RestartPolicy, RestartTracker};
 use execution::{ExecEnd, ExecEnv};
+
+/// How long a deferred job waits before it is offered again.
+pub const DEFER_RETRY: Duration = Duration::from_secs(1);
 
 /// Messages of a backend supervisor.
 pub enum BackendMsg {
@@ -72,7 +75,7 @@ impl Children {
 
 struct Running {
     job_id: String,
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -200,9 +203,9 @@ impl BackendState {
     }
 
     /// Stops the running execution at a shot boundary and waits (bounded) for it to settle its job.
-    async fn stop_running(&mut self, wait: Duration) {
+    async fn stop_running(&mut self, wait: Duration, why: u8) {
         if let Some(r) = self.running.take() {
-            r.stop.store(true, Ordering::SeqCst);
+            r.stop.store(why, Ordering::SeqCst);
             self.clock.lock().abort();
             let mut task = r.task;
             if tokio::time::timeout(wait, &mut task).await.is_err() {
@@ -212,7 +215,10 @@ impl BackendState {
             // Whatever happened, a job still RUNNING goes back to the queue.
             let job = r.job_id.clone();
             let requeued = Db::new(&self.args.ctx)
-                .run(move |s| execution::requeue_in_store(s, &job, None, "interrupted; re-queued"))
+                .run(move |s| {
+                    let counted = why != execution::STOP_SHUTDOWN;
+                    execution::requeue_in_store(s, &job, None, "interrupted; re-queued", counted)
+                })
                 .await;
             if let Ok(Some(job)) = requeued {
                 execution::notify_requeued(&self.args.ctx, &job);
@@ -252,6 +258,7 @@ async fn recover(args: &BackendArgs) {
                         &j.id,
                         None,
                         "interrupted by a restart; re-queued",
+                        true,
                     )?;
                     n.push((j.id, again));
                 }
@@ -329,7 +336,7 @@ impl Actor for BackendActor {
                     let _ = reply.send(false);
                     return Ok(());
                 }
-                let stop = Arc::new(AtomicBool::new(false));
+                let stop = Arc::new(AtomicU8::new(execution::STOP_NONE));
                 let env = state.env();
                 let me = myself.clone();
                 let (jid, st) = (job_id.clone(), stop.clone());
@@ -346,7 +353,14 @@ impl Actor for BackendActor {
                 }
                 tracing::info!(backend = %state.args.section.name, job = %job_id, ?end, "execution ended");
                 if let Some(s) = state.args.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
-                    let _ = s.cast(SchedulerMsg::BackendIdle(state.args.section.name.clone()));
+                    if let ExecEnd::Deferred { reason } = &end {
+                        // The job is still QUEUED: the scheduler reloads its queue from the store a little
+                        // later instead of offering the same job again at once.
+                        tracing::warn!(job = %job_id, %reason, "job deferred; it stays queued");
+                        s.send_after(DEFER_RETRY, || SchedulerMsg::Reload);
+                    } else {
+                        let _ = s.cast(SchedulerMsg::BackendIdle(state.args.section.name.clone()));
+                    }
                 }
             }
             BackendMsg::Current(reply) => {
@@ -354,7 +368,9 @@ impl Actor for BackendActor {
             }
             BackendMsg::StopCurrent(reply) => {
                 let had = state.running.is_some();
-                state.stop_running(Duration::from_secs(10)).await;
+                state
+                    .stop_running(Duration::from_secs(10), execution::STOP_SHUTDOWN)
+                    .await;
                 let _ = reply.send(had);
             }
         }
@@ -398,7 +414,9 @@ impl Actor for BackendActor {
             .into());
         }
         state.restarting = true;
-        state.stop_running(Duration::from_secs(5)).await;
+        state
+            .stop_running(Duration::from_secs(5), execution::STOP_FAULT)
+            .await;
         myself
             .stop_children_and_wait(
                 Some("one_for_all restart".into()),
@@ -423,7 +441,9 @@ impl Actor for BackendActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.restarting = true;
-        state.stop_running(Duration::from_secs(10)).await;
+        state
+            .stop_running(Duration::from_secs(10), execution::STOP_SHUTDOWN)
+            .await;
         myself
             .stop_children_and_wait(
                 Some("backend stopping".into()),
