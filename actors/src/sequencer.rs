@@ -1,32 +1,33 @@
 //! A sequencer: the control side of one device. It programs the device with its timeline for an experiment
-//! (on a blocking thread: driver I/O never runs on a tokio worker), drives it to its safe state, and tracks
-//! the device's state the way BLACS does: manual -> programmed (buffered) -> manual, with faults remembered.
-//! Arming and playing happen on the shot clock thread, which takes the device for the whole experiment.
+//! (on a blocking thread: driver I/O never runs on a tokio worker), drives it to its safe state, resets it,
+//! and reports its lifecycle state (`shotline_hal::lifecycle`: manual → programming → programmed → armed →
+//! running → manual, fault). Arming and playing happen on the shot clock thread, which takes the device for
+//! the whole experiment and disarms it at the end.
 
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use shotline_hal::{DeviceHandle, DeviceTimeline};
+use shotline_hal::{DeviceHandle, DeviceState, DeviceTimeline};
 
-/// Where the device stands, as seen by its sequencer.
+/// What a sequencer reports of its device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SequencerState {
-    /// Outputs static, no program armed.
-    Manual,
-    /// A program is uploaded for the next experiment.
-    Programmed,
-    /// The last operation failed.
-    Fault(String),
+pub struct SequencerStatus {
+    /// The device's lifecycle state.
+    pub state: DeviceState,
+    /// The last error of a program, safe state or reset, if the last such operation failed.
+    pub last_error: Option<String>,
 }
 
 /// Messages of a sequencer.
 pub enum SequencerMsg {
     /// Upload `timeline`; answers whether the upload really happened (false: identical program cached).
     Program(DeviceTimeline, RpcReplyPort<Result<bool, String>>),
-    /// Drive the device to its safe state.
+    /// Abort whatever the device does and drive it to its safe state (valid from every state).
     SafeState(RpcReplyPort<Result<(), String>>),
-    /// Current state.
-    State(RpcReplyPort<SequencerState>),
+    /// Reset / reconnect the device: safe state and the upload cache forgotten.
+    Reset(RpcReplyPort<Result<(), String>>),
+    /// The device's state.
+    Status(RpcReplyPort<SequencerStatus>),
 }
 
 /// Start arguments.
@@ -41,7 +42,7 @@ pub struct SequencerArgs {
 pub struct Sequencer {
     device: DeviceHandle,
     timeout: Duration,
-    state: SequencerState,
+    last_error: Option<String>,
 }
 
 /// The sequencer actor.
@@ -77,7 +78,7 @@ impl Actor for SequencerActor {
         Ok(Sequencer {
             device: args.device,
             timeout: args.device_timeout,
-            state: SequencerState::Manual,
+            last_error: None,
         })
     }
 
@@ -93,10 +94,7 @@ impl Actor for SequencerActor {
                     d.program(&timeline).map_err(|e| e.to_string())
                 })
                 .await;
-                state.state = match &r {
-                    Ok(_) => SequencerState::Programmed,
-                    Err(e) => SequencerState::Fault(e.clone()),
-                };
+                state.last_error = r.as_ref().err().cloned();
                 let _ = reply.send(r);
             }
             SequencerMsg::SafeState(reply) => {
@@ -104,14 +102,32 @@ impl Actor for SequencerActor {
                     d.safe_state().map_err(|e| e.to_string())
                 })
                 .await;
-                state.state = match &r {
-                    Ok(()) => SequencerState::Manual,
-                    Err(e) => SequencerState::Fault(e.clone()),
-                };
+                state.last_error = r.as_ref().err().cloned();
                 let _ = reply.send(r);
             }
-            SequencerMsg::State(reply) => {
-                let _ = reply.send(state.state.clone());
+            SequencerMsg::Reset(reply) => {
+                let r = with_device(&state.device, state.timeout, |d| {
+                    d.reset().map_err(|e| e.to_string())
+                })
+                .await;
+                state.last_error = r.as_ref().err().cloned();
+                let _ = reply.send(r);
+            }
+            SequencerMsg::Status(reply) => {
+                let device_state =
+                    with_device(&state.device, state.timeout, |d| Ok(d.state())).await;
+                let status = match device_state {
+                    Ok(s) => SequencerStatus {
+                        state: s,
+                        last_error: state.last_error.clone(),
+                    },
+                    // Held by the shot clock for longer than the timeout: it is playing shots.
+                    Err(e) => SequencerStatus {
+                        state: DeviceState::Running,
+                        last_error: Some(e),
+                    },
+                };
+                let _ = reply.send(status);
             }
         }
         Ok(())

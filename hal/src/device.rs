@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::lifecycle::DeviceState;
 use crate::time::Nanos;
 use crate::timeline::{DeviceTimeline, Event, TimelineError};
 
@@ -48,6 +49,8 @@ pub struct DeviceInfo {
     pub channels: u16,
     /// Whether the device is simulated.
     pub simulated: bool,
+    /// Allowed range of pulse setpoints (device units), inclusive.
+    pub setpoint_range: (f64, f64),
 }
 
 /// A device failure, with enough words to act on.
@@ -101,6 +104,18 @@ pub trait Device: Send {
     fn end_shot(&mut self, shot: &ShotContext, out: &mut Readout) -> Result<(), DeviceError>;
     /// Drives every output to its safe state and forgets the armed program (valid from every state).
     fn safe_state(&mut self) -> Result<(), DeviceError>;
+    /// The experiment is over (called by the shot clock after its last shot, also after a failure): outputs
+    /// static, back to manual; the uploaded program stays cached.
+    fn disarm(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// Resets (or reconnects to) the device: safe state, and the upload cache is forgotten so the next
+    /// program is uploaded again.
+    fn reset(&mut self) -> Result<(), DeviceError> {
+        self.safe_state()
+    }
+    /// Where the device stands in its lifecycle.
+    fn state(&self) -> DeviceState;
 }
 
 /// A device shared between its sequencer (control plane) and the shot clock. The shot clock takes the lock

@@ -3,6 +3,7 @@
 //! - [`time`]: integer-nanosecond monotonic time and absolute-deadline waits;
 //! - [`timeline`]: per-device events of a shot and their validation;
 //! - [`device`]: the driver trait every device implements;
+//! - [`lifecycle`]: the BLACS-like device state machine (manual, programming, armed, running, fault);
 //! - [`shot_clock`]: the thread that plays timelines shot after shot through `rtrb` rings;
 //! - [`sim`]: simulated devices and the simulated apparatus (single-qudit physics);
 //! - [`realtime`]: opt-in real-time scheduling of the shot clock.
@@ -10,6 +11,7 @@
 //! The HAL knows nothing of actors, QUIC or persistence.
 
 pub mod device;
+pub mod lifecycle;
 pub mod realtime;
 pub mod shot_clock;
 pub mod sim;
@@ -17,5 +19,6 @@ pub mod time;
 pub mod timeline;
 
 pub use device::{Device, DeviceError, DeviceHandle, DeviceInfo, Readout, ShotContext};
+pub use lifecycle::{DeviceState, Lifecycle, Transition};
 pub use shot_clock::{ClockConfig, ClockControl, ClockOutputs, ExperimentRun, UnderflowPolicy};
 pub use timeline::{Action, DeviceTimeline, Event};

@@ -64,9 +64,81 @@ pub fn apply_realtime(opts: &RealtimeOptions) -> Vec<String> {
     refused
 }
 
+/// Removes `cpus` from the calling thread's CPU affinity, so that threads it spawns afterwards (the tokio
+/// workers, the store thread) stay off the cores reserved for pinned shot clocks. Does nothing (and says
+/// why) if that would leave no CPU.
+pub fn exclude_cpus(cpus: &[usize]) -> Result<(), String> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; the calls only read/write it for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(format!(
+                "cannot read the CPU affinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        for &c in cpus {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_CLR(c, &mut set);
+            }
+        }
+        if libc::CPU_COUNT(&set) == 0 {
+            return Err(format!(
+                "reserving cpus {cpus:?} for shot clocks would leave no CPU for the rest; not reserving"
+            ));
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "cannot set the CPU affinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: plain data, calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluding_a_cpu_keeps_later_threads_off_it_and_never_empties_the_set() {
+        std::thread::spawn(|| {
+            let before = allowed_cpus();
+            assert!(!before.is_empty());
+            // Excluding every CPU is refused and changes nothing.
+            assert!(exclude_cpus(&before).is_err());
+            assert_eq!(allowed_cpus(), before);
+            if before.len() >= 2 {
+                exclude_cpus(&[before[0]]).unwrap();
+                let child = std::thread::spawn(allowed_cpus).join().unwrap();
+                assert!(
+                    !child.contains(&before[0]),
+                    "child runs on the reserved cpu"
+                );
+                assert_eq!(child.len(), before.len() - 1);
+            }
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn disabled_asks_for_nothing() {

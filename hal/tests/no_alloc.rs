@@ -114,7 +114,12 @@ fn programmed_devices(timelines: &[DeviceTimeline]) -> Vec<DeviceHandle> {
     devices
 }
 
+/// A run of the programmed experiment. Every run is programmed first, as the runtime does (an identical
+/// program is not uploaded again; it only takes the device back to "programmed").
 fn run(run_id: u64, shots: u64, devices: &[DeviceHandle], tls: &[DeviceTimeline]) -> ExperimentRun {
+    for (d, tl) in devices.iter().zip(tls) {
+        d.lock().program(tl).unwrap();
+    }
     ExperimentRun {
         run_id,
         experiment: 0,
@@ -174,8 +179,8 @@ fn shot_clock_allocates_nothing_per_shot() {
     assert_eq!((warm.shots_done, warm_shots), (3, 3));
 
     let short_run = run(2, 10, &devices, &tls);
-    let long_run = run(3, 2000, &devices, &tls);
     let (short_allocs, short_shots, short) = measured(&mut control, &mut outputs, short_run);
+    let long_run = run(3, 2000, &devices, &tls);
     let (long_allocs, long_shots, long) = measured(&mut control, &mut outputs, long_run);
 
     assert_eq!(short.outcome, RunOutcome::Completed);

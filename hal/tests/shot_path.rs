@@ -15,8 +15,8 @@ use shotline_hal::sim::{Coupling, SimDevice, SimDriver, SimWorld};
 use shotline_hal::time::{MonotonicTimer, Nanos, ShotTimer, SimulatedTimer};
 use shotline_hal::timeline::{round_to_period, TimelineError};
 use shotline_hal::{
-    Action, ClockConfig, ClockControl, ClockOutputs, Device, DeviceInfo, DeviceTimeline, Event,
-    ExperimentRun, Readout, ShotContext, UnderflowPolicy,
+    Action, ClockConfig, ClockControl, ClockOutputs, Device, DeviceInfo, DeviceState,
+    DeviceTimeline, Event, ExperimentRun, Readout, ShotContext, UnderflowPolicy,
 };
 
 const PERIOD_NS: Nanos = 10;
@@ -136,7 +136,12 @@ fn timing_rig() -> Rig {
 }
 
 impl Rig {
+    /// A run of the rig's experiment. Like the runtime, every run programs the devices first (an identical
+    /// program is not uploaded again; after a run the devices are back in manual).
     fn run(&self, run_id: u64, shots: u64, seed: u64) -> ExperimentRun {
+        for (d, tl) in self.devices.iter().zip(&self.timelines) {
+            d.lock().program(tl).unwrap();
+        }
         ExperimentRun {
             run_id,
             experiment: 0,
@@ -819,10 +824,12 @@ impl Device for GateDevice {
     fn safe_state(&mut self) -> Result<(), DeviceError> {
         Ok(())
     }
+    fn state(&self) -> DeviceState {
+        DeviceState::Manual
+    }
 }
 
 #[test]
-
 fn queueing_the_next_run_does_not_cancel_an_abort_of_the_running_one() {
     let (entered_tx, entered_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel();
@@ -833,6 +840,7 @@ fn queueing_the_next_run_does_not_cancel_an_abort_of_the_running_one() {
             clock_period_ns: 1,
             channels: 1,
             simulated: true,
+            setpoint_range: (0.0, 1.0),
         },
         gate_shot: 1,
         entered: entered_tx,
@@ -863,4 +871,94 @@ fn queueing_the_next_run_does_not_cancel_an_abort_of_the_running_one() {
         (RunOutcome::Aborted, 2),
         "run 1 was aborted during shot 1 but went on"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Lifecycle: upload cache, setpoint range, safe state after an abort
+// ---------------------------------------------------------------------------------------------------------
+
+#[test]
+fn an_identical_program_skips_the_upload_until_the_device_is_reset() {
+    let world = SimWorld::new(10);
+    let mut rf = SimDevice::new("rf", SimDriver::Dds, 1, 0, &world, Coupling::None);
+    let tl = DeviceTimeline {
+        device: "rf".into(),
+        events: vec![Event {
+            t_ns: 0,
+            channel: 0,
+            action: Action::Pulse {
+                duration_ns: 100,
+                setpoint: 0.5,
+            },
+        }],
+    };
+    assert_eq!(rf.program(&tl), Ok(true));
+    assert_eq!(rf.program(&tl), Ok(false), "identical program re-uploaded");
+    assert_eq!(rf.uploads(), 1);
+    rf.safe_state().unwrap();
+    assert_eq!(rf.program(&tl), Ok(false), "a safe state keeps the cache");
+    rf.reset().unwrap();
+    assert_eq!(rf.state(), DeviceState::Manual);
+    assert_eq!(
+        rf.program(&tl),
+        Ok(true),
+        "a reset must invalidate the cache"
+    );
+    assert_eq!(rf.uploads(), 2);
+    let mut other = tl.clone();
+    other.events[0].t_ns = 10;
+    assert_eq!(rf.program(&other), Ok(true));
+}
+
+#[test]
+fn a_setpoint_outside_the_device_range_is_refused() {
+    let world = SimWorld::new(10);
+    let mut rf = SimDevice::new("rf", SimDriver::Dds, 1, 0, &world, Coupling::None);
+    let tl = DeviceTimeline {
+        device: "rf".into(),
+        events: vec![Event {
+            t_ns: 0,
+            channel: 0,
+            action: Action::Pulse {
+                duration_ns: 100,
+                setpoint: 1.5,
+            },
+        }],
+    };
+    match rf.program(&tl) {
+        Err(DeviceError::Fault { device, reason }) => {
+            assert_eq!(device, "rf");
+            assert!(reason.contains("[0, 1]"), "{reason}");
+        }
+        other => panic!("accepted an out-of-range setpoint: {other:?}"),
+    }
+    assert_eq!(rf.state(), DeviceState::Manual);
+}
+
+#[test]
+fn after_an_abort_mid_run_every_device_is_back_in_manual_and_safe() {
+    let rig = rig(5, &[rf_duration(0.25)]);
+    let cfg = ClockConfig {
+        lead_ns: 100_000,
+        ..config()
+    };
+    let (mut control, mut outputs) = clock(cfg, MonotonicTimer::new(50_000));
+    control.start(rig.run(1, 1_000_000, 1)).unwrap();
+    let mut shots = Vec::new();
+    wait_for_first_shot(&mut outputs, &mut shots);
+    control.abort();
+    let played = collect(&mut outputs);
+    assert_eq!(played.summary.outcome, RunOutcome::Aborted);
+    for d in &rig.devices {
+        let mut g = d.lock();
+        assert_eq!(
+            g.state(),
+            DeviceState::Manual,
+            "{} not disarmed",
+            g.info().name
+        );
+        g.safe_state().unwrap();
+        assert_eq!(g.state(), DeviceState::Manual);
+    }
+    control.shutdown();
 }

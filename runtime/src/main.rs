@@ -8,6 +8,9 @@ use shotline_client::SubmitOptions;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { config, .. } = &cli.command {
+        reserve_shot_clock_cpus(config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("shotline-worker")
@@ -26,6 +29,25 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {}", chain.join(": "));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Keeps every thread but the pinned shot clocks (tokio workers, blocking pool, store thread) off the cores
+/// that backends reserve with `timing.realtime.cpu`: done on the main thread before any other thread exists,
+/// so they all inherit it. Config errors are reported later by `serve` itself.
+fn reserve_shot_clock_cpus(config: &std::path::Path) {
+    let Ok(loaded) = shotline_config::load(config) else {
+        return;
+    };
+    let cpus: Vec<usize> = loaded
+        .config
+        .backends
+        .iter()
+        .filter(|b| b.timing.realtime.enabled)
+        .filter_map(|b| b.timing.realtime.cpu)
+        .collect();
+    if let Err(e) = shotline_hal::realtime::exclude_cpus(&cpus) {
+        eprintln!("warning: {e}");
     }
 }
 

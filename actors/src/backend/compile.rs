@@ -167,3 +167,134 @@ pub fn compile(
 pub fn shot_length_ns(timelines: &[DeviceTimeline]) -> u64 {
     timelines.iter().map(|t| t.end_ns()).max().unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shotline_config::{parse_str, SIM_YAML};
+    use shotline_protocol::{Instruction, WireOrder};
+
+    fn section() -> BackendSection {
+        parse_str(SIM_YAML, "sim.yaml").unwrap().backends.remove(0)
+    }
+
+    fn exp(instructions: &[(&str, &[f64])]) -> Experiment {
+        Experiment {
+            instructions: instructions
+                .iter()
+                .map(|(n, p)| Instruction::new(*n, vec![0], p.to_vec()))
+                .collect(),
+            num_wires: 1,
+            shots: 1,
+            wire_order: WireOrder::Sequential,
+            seed: None,
+        }
+    }
+
+    fn events(tls: &[DeviceTimeline], device: &str) -> Vec<Event> {
+        tls.iter()
+            .find(|t| t.device == device)
+            .unwrap()
+            .events
+            .clone()
+    }
+
+    #[test]
+    fn every_instruction_becomes_timed_events_on_its_device() {
+        let s = section();
+        let tls = compile(
+            &s,
+            &exp(&[
+                ("load", &[50.0]),
+                ("rlx", &[PI]),
+                ("rlz", &[PI / 2.0]),
+                ("rlz2", &[0.1]),
+                ("barrier", &[]),
+                ("measure", &[]),
+                ("measure", &[]),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(tls.len(), s.devices.len(), "every device gets a timeline");
+        // load: MOT pulse of the configured 20 µs, setpoint = atoms.
+        assert_eq!(
+            events(&tls, "mot"),
+            vec![Event {
+                t_ns: 0,
+                channel: 0,
+                action: Action::Pulse {
+                    duration_ns: 20_000,
+                    setpoint: 50.0
+                }
+            }]
+        );
+        // rlx(pi) at f = 10 kHz: 50 µs, after load + 1 µs gap.
+        assert_eq!(
+            events(&tls, "rf"),
+            vec![Event {
+                t_ns: 21_000,
+                channel: 0,
+                action: Action::Pulse {
+                    duration_ns: 50_000,
+                    setpoint: 1.0
+                }
+            }]
+        );
+        let rlz = events(&tls, "detuning");
+        assert_eq!(rlz[0].t_ns, 72_000);
+        assert_eq!(rlz[0].action.duration_ns(), 25_000);
+        let rlz2 = events(&tls, "interaction");
+        assert_eq!(rlz2[0].t_ns, 98_000);
+        // 0.1 / (2 pi 10 kHz) = 1591.549... ns -> 1592 ns on the 1 ns DDS clock.
+        assert_eq!(rlz2[0].action.duration_ns(), 1_592);
+        // measure: one camera exposure, starting on the camera's 1 µs clock; the second measure adds nothing.
+        let cam = events(&tls, "camera");
+        assert_eq!(cam.len(), 1);
+        assert_eq!(cam[0].t_ns, 101_000);
+        assert_eq!(
+            cam[0].action,
+            Action::Acquire {
+                exposure_ns: 10_000
+            }
+        );
+        assert_eq!(shot_length_ns(&tls), 111_000);
+    }
+
+    #[test]
+    fn durations_are_rounded_to_the_device_clock_and_a_zero_angle_is_no_pulse() {
+        let mut s = section();
+        for d in &mut s.devices {
+            if d.name == "rf" {
+                d.clock_period_ns = 100;
+            }
+        }
+        let tls = compile(
+            &s,
+            &exp(&[("rlx", &[0.01]), ("rlx", &[0.0]), ("measure", &[])]),
+        )
+        .unwrap();
+        let rf = events(&tls, "rf");
+        assert_eq!(rf.len(), 1, "rlx(0) must not produce a pulse");
+        // 0.01 / (2 pi 10 kHz) = 159.15 ns -> 200 ns on a 100 ns clock.
+        assert_eq!(rf[0].action.duration_ns(), 200);
+        assert_eq!(rf[0].t_ns % 100, 0);
+    }
+
+    #[test]
+    fn a_missing_device_or_an_unknown_instruction_is_a_clear_error() {
+        let mut s = section();
+        s.sequence.rlx.device = "nope".into();
+        assert_eq!(
+            compile(&s, &exp(&[("rlx", &[1.0])])),
+            Err(CompileError::NoDevice {
+                step: "rlx",
+                device: "nope".into()
+            })
+        );
+        let s = section();
+        assert!(matches!(
+            compile(&s, &exp(&[("swap", &[])])),
+            Err(CompileError::Unknown { index: 0, .. })
+        ));
+    }
+}

@@ -266,6 +266,21 @@ impl Worker {
         // Locks are taken once per experiment, outside every shot.
         let mut guards: Vec<_> = run.devices.iter().map(|d| d.lock()).collect();
         let names: Vec<String> = guards.iter().map(|g| g.info().name.clone()).collect();
+        self.play_locked(run, &mut guards, &names, &mut summary);
+        // Whatever happened, every device leaves the experiment in manual (its program stays cached).
+        for g in guards.iter_mut() {
+            let _ = g.disarm();
+        }
+        summary
+    }
+
+    fn play_locked(
+        &mut self,
+        run: &ExperimentRun,
+        guards: &mut [parking_lot::MutexGuard<'_, Box<dyn Device>>],
+        names: &[String],
+        summary: &mut RunSummary,
+    ) {
         for (i, g) in guards.iter_mut().enumerate() {
             if let Err(error) = g.arm() {
                 summary.outcome = RunOutcome::DeviceFault {
@@ -273,7 +288,7 @@ impl Worker {
                     device_name: names[i].clone(),
                     error,
                 };
-                return summary;
+                return;
             }
         }
         let mut schedule: Vec<Slot> = Vec::new();
@@ -331,7 +346,7 @@ impl Worker {
                     break;
                 }
             }
-            if let Err((d, error)) = start_all(&mut guards, &ctx) {
+            if let Err((d, error)) = start_all(guards, &ctx) {
                 summary.outcome = RunOutcome::DeviceFault {
                     shot: Some(shot),
                     device_name: names[d].clone(),
@@ -409,7 +424,6 @@ impl Worker {
             }
             summary.shots_done += 1;
         }
-        summary
     }
 }
 

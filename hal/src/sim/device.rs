@@ -1,10 +1,12 @@
 //! Simulated devices: TTL banks, DDS channels and a camera acting on the simulated atoms.
 //!
 //! They behave like drivers of real hardware: they validate and keep their program (skipping an identical
-//! re-upload), refuse calls in the wrong state, and report every applied event to the [`SimWorld`].
+//! re-upload until the device is reset), follow the [`Lifecycle`] (refusing calls in the wrong state), check
+//! their setpoint range, and report every applied event to the [`SimWorld`].
 
 use super::world::{Coupling, SimWorld};
 use crate::device::{Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext};
+use crate::lifecycle::{DeviceState, Lifecycle, Transition};
 use crate::timeline::{Action, DeviceTimeline, Event};
 
 /// Kinds of simulated driver.
@@ -27,21 +29,14 @@ impl SimDriver {
             SimDriver::Camera => "sim_camera",
         }
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Manual,
-    Programmed,
-    Armed,
-}
-
-impl State {
-    fn name(self) -> &'static str {
+    /// Allowed pulse setpoints: a TTL pulse carries a non-negative level (for the MOT: the atom number to
+    /// load), a DDS pulse a relative amplitude in [0, 1]; a camera takes no pulses.
+    pub fn setpoint_range(self) -> (f64, f64) {
         match self {
-            State::Manual => "manual",
-            State::Programmed => "programmed",
-            State::Armed => "armed",
+            SimDriver::Ttl => (0.0, 1.0e6),
+            SimDriver::Dds => (0.0, 1.0),
+            SimDriver::Camera => (0.0, 0.0),
         }
     }
 }
@@ -52,7 +47,7 @@ pub struct SimDevice {
     kind: SimDriver,
     world: SimWorld,
     slot: usize,
-    state: State,
+    lifecycle: Lifecycle,
     program: Option<DeviceTimeline>,
     uploads: u64,
     index: u16,
@@ -76,11 +71,12 @@ impl SimDevice {
                 clock_period_ns: clock_period_ns.max(1),
                 channels: 1,
                 simulated: true,
+                setpoint_range: kind.setpoint_range(),
             },
             kind,
             world: world.clone(),
             slot,
-            state: State::Manual,
+            lifecycle: Lifecycle::default(),
             program: None,
             uploads: 0,
             index,
@@ -92,15 +88,19 @@ impl SimDevice {
         self.uploads
     }
 
-    fn wrong(&self, operation: &'static str) -> DeviceError {
-        DeviceError::WrongState {
-            device: self.info.name.clone(),
-            operation,
-            state: self.state.name(),
-        }
+    fn step(&mut self, t: Transition) -> Result<(), DeviceError> {
+        self.lifecycle
+            .apply(t)
+            .map(|_| ())
+            .map_err(|e| DeviceError::WrongState {
+                device: self.info.name.clone(),
+                operation: transition_name(e.transition),
+                state: e.state.name(),
+            })
     }
 
     fn check_actions(&self, timeline: &DeviceTimeline) -> Result<(), DeviceError> {
+        let (lo, hi) = self.info.setpoint_range;
         for (i, ev) in timeline.events.iter().enumerate() {
             let ok = matches!(
                 (self.kind, ev.action),
@@ -120,8 +120,31 @@ impl SimDevice {
                     ),
                 });
             }
+            if let Action::Pulse { setpoint, .. } = ev.action {
+                if !(lo..=hi).contains(&setpoint) {
+                    return Err(DeviceError::Fault {
+                        device: self.info.name.clone(),
+                        reason: format!(
+                            "event {i}: setpoint {setpoint} is outside the device range [{lo}, {hi}]"
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
+    }
+}
+
+fn transition_name(t: Transition) -> &'static str {
+    match t {
+        Transition::BeginProgram | Transition::ProgramDone => "program",
+        Transition::Arm => "arm",
+        Transition::StartShot => "start_shot",
+        Transition::EndShot => "end_shot",
+        Transition::Disarm => "disarm",
+        Transition::Abort => "abort",
+        Transition::Fail => "fail",
+        Transition::Reset => "reset",
     }
 }
 
@@ -131,33 +154,46 @@ impl Device for SimDevice {
     }
 
     fn program(&mut self, timeline: &DeviceTimeline) -> Result<bool, DeviceError> {
-        // Programming an armed device disarms it first (the shot clock has released it between experiments).
-        timeline.validate(self.info.clock_period_ns, self.info.channels)?;
-        self.check_actions(timeline)?;
-        if self.program.as_ref() == Some(timeline) {
-            self.state = State::Programmed;
-            return Ok(false);
+        self.step(Transition::BeginProgram)?;
+        let checked = timeline
+            .validate(self.info.clock_period_ns, self.info.channels)
+            .map_err(DeviceError::from)
+            .and_then(|()| self.check_actions(timeline));
+        if let Err(e) = checked {
+            // A refused program leaves the device as it was before, with no program.
+            self.program = None;
+            let _ = self.step(Transition::Abort);
+            return Err(e);
         }
-        self.world.set_program(self.slot, &timeline.events);
-        self.program = Some(timeline.clone());
-        self.uploads += 1;
-        self.state = State::Programmed;
-        Ok(true)
+        let uploaded = if self.program.as_ref() == Some(timeline) {
+            false
+        } else {
+            self.world.set_program(self.slot, &timeline.events);
+            self.program = Some(timeline.clone());
+            self.uploads += 1;
+            true
+        };
+        self.step(Transition::ProgramDone)?;
+        Ok(uploaded)
     }
 
     fn arm(&mut self) -> Result<(), DeviceError> {
-        if self.state == State::Manual {
-            return Err(self.wrong("arm"));
+        self.lifecycle
+            .check(Transition::Arm)
+            .map_err(|e| DeviceError::WrongState {
+                device: self.info.name.clone(),
+                operation: "arm",
+                state: e.state.name(),
+            })?;
+        if let Err(e) = self.world.prepare(&self.info.name) {
+            let _ = self.step(Transition::Fail);
+            return Err(e);
         }
-        self.world.prepare(&self.info.name)?;
-        self.state = State::Armed;
-        Ok(())
+        self.step(Transition::Arm)
     }
 
     fn start_shot(&mut self, shot: &ShotContext) -> Result<(), DeviceError> {
-        if self.state != State::Armed {
-            return Err(self.wrong("start_shot"));
-        }
+        self.step(Transition::StartShot)?;
         self.world.begin_shot(shot, &self.info.name)
     }
 
@@ -167,16 +203,18 @@ impl Device for SimDevice {
         event: &Event,
         shot: &ShotContext,
     ) -> Result<(), DeviceError> {
-        if self.state != State::Armed {
-            return Err(self.wrong("apply"));
+        if self.lifecycle.state() != DeviceState::Running {
+            return Err(DeviceError::WrongState {
+                device: self.info.name.clone(),
+                operation: "apply",
+                state: self.lifecycle.state().name(),
+            });
         }
         self.world.on_event(self.slot, event, shot, &self.info.name)
     }
 
     fn end_shot(&mut self, shot: &ShotContext, out: &mut Readout) -> Result<(), DeviceError> {
-        if self.state != State::Armed {
-            return Err(self.wrong("end_shot"));
-        }
+        self.step(Transition::EndShot)?;
         if self.kind == SimDriver::Camera {
             if let Some(k) = self.world.outcome(shot) {
                 let _ = out.push(ReadoutValue {
@@ -190,12 +228,26 @@ impl Device for SimDevice {
     }
 
     fn safe_state(&mut self) -> Result<(), DeviceError> {
-        // Outputs off; the armed program is dropped but the uploaded one stays cached (a reset would clear it).
-        if self.state == State::Armed {
-            self.state = State::Programmed;
-        }
+        // Outputs off, nothing armed; the uploaded program stays cached (a reset clears it).
+        let _ = self.step(Transition::Abort);
         self.world.reset();
         Ok(())
+    }
+
+    fn disarm(&mut self) -> Result<(), DeviceError> {
+        self.step(Transition::Disarm)
+    }
+
+    fn reset(&mut self) -> Result<(), DeviceError> {
+        let _ = self.step(Transition::Reset);
+        self.program = None;
+        self.world.set_program(self.slot, &[]);
+        self.world.reset();
+        Ok(())
+    }
+
+    fn state(&self) -> DeviceState {
+        self.lifecycle.state()
     }
 }
 
