@@ -78,6 +78,8 @@ impl Acquisition {
             p999_ns: q(&h, 0.999),
             max_ns: h.as_ref().map(|h| h.max() as i64).unwrap_or(0),
             underflows: summary.underflows,
+            lost_shots: summary.shot_overflows,
+            lost_events: summary.event_overflows,
         }
     }
 }

@@ -44,6 +44,17 @@ pub enum UnderflowPolicy {
     Record,
 }
 
+/// What happens when the acquisition ring overflows (shot records lost because nobody drained them in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// The experiment fails, naming how many shots were lost (default).
+    #[default]
+    Fail,
+    /// The result keeps the shots that were acquired and reports how many were lost.
+    Degrade,
+}
+
 /// One entry of `backends`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +135,12 @@ pub struct TimingSection {
     pub sleep_margin_ns: u64,
     /// What an underflow does.
     pub underflow_policy: UnderflowPolicy,
+    /// Capacity of the shot record ring between the shot clock and acquisition.
+    pub shot_ring: u32,
+    /// Capacity of the event (lateness) record ring.
+    pub event_ring: u32,
+    /// What a full shot ring does.
+    pub overflow_policy: OverflowPolicy,
     /// Opt-in real-time scheduling of the shot clock thread.
     pub realtime: RealtimeSection,
 }
@@ -134,8 +151,11 @@ impl Default for TimingSection {
             lead_ns: 200_000,
             cycle_ns: 0,
             slack_ns: 100_000,
-            sleep_margin_ns: 200_000,
+            sleep_margin_ns: 50_000,
             underflow_policy: UnderflowPolicy::Record,
+            shot_ring: 4096,
+            event_ring: 65_536,
+            overflow_policy: OverflowPolicy::Fail,
             realtime: RealtimeSection::default(),
         }
     }

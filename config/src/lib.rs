@@ -16,8 +16,8 @@ mod validate;
 
 pub use backend::{
     default_devices, BackendModel, BackendSection, DeviceDriver, DeviceSection, LoadStep,
-    MeasureStep, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
-    UnderflowPolicy,
+    MeasureStep, OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection,
+    TimingSection, UnderflowPolicy,
 };
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, LoadedConfig};

@@ -177,6 +177,13 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
         0,
         MAX_SLEEP_MARGIN_NS,
     );
+    v.range(&format!("{path}.timing.shot_ring"), t.shot_ring, 2, 1 << 20);
+    v.range(
+        &format!("{path}.timing.event_ring"),
+        t.event_ring,
+        2,
+        1 << 22,
+    );
     v.range(
         &format!("{path}.timing.realtime.priority"),
         t.realtime.priority,

@@ -129,8 +129,18 @@ pub struct TimingSummary {
     pub p999_ns: i64,
     /// Worst lateness in nanoseconds.
     pub max_ns: i64,
-    /// Times the event queue ran empty while the timeline still had events due.
+    /// Events later than the backend's slack, plus shots that overran their cycle.
     pub underflows: u64,
+    /// Shot records lost to a full acquisition ring (non-zero only under the `degrade` overflow policy).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_shots: u64,
+    /// Lateness records lost to a full event ring (the percentiles then cover the others).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_events: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// The result of one experiment.

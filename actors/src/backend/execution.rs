@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use shotline_config::BackendSection;
+use shotline_config::{BackendSection, OverflowPolicy};
 use shotline_hal::shot_clock::{ClockControl, ExperimentRun, RunOutcome};
 use shotline_hal::DeviceHandle;
 use shotline_protocol::{
@@ -205,7 +205,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
     let outcome = play_all(&env, &parsed, seed, &stop).await;
     safe_state_all(&env).await;
     let end = match outcome {
-        Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results, seed).await,
+        Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results).await,
         Err(PlayError::Stopped) => {
             let counted = stop.load(Ordering::SeqCst) != STOP_SHUTDOWN;
             requeue(&env, &job_id, &execution_id, counted).await
@@ -329,7 +329,16 @@ async fn play_all(
                 return Err(PlayError::Failed(format!("{name}: run rejected: {why}")))
             }
         }
-        if outcome.memory.len() as u64 != u64::from(experiment.shots) {
+        let degrade = env.section.timing.overflow_policy == OverflowPolicy::Degrade;
+        let lost_only_to_overflow = outcome.memory.len() as u64 + outcome.summary.shot_overflows
+            == u64::from(experiment.shots);
+        if outcome.summary.shot_overflows > 0 && degrade && lost_only_to_overflow {
+            tracing::warn!(
+                experiment = %name,
+                lost = outcome.summary.shot_overflows,
+                "acquisition ring overflowed; keeping the acquired shots (overflow_policy: degrade)"
+            );
+        } else if outcome.memory.len() as u64 != u64::from(experiment.shots) {
             return Err(PlayError::Failed(format!(
                 "{name}: {} of {} shots were acquired ({} lost to a full ring, {} without a read-out)",
                 outcome.memory.len(),
@@ -415,16 +424,17 @@ async fn commit_done(
     execution_id: &str,
     job: &Job,
     played: Vec<Played>,
-    _job_seed: u64,
 ) -> ExecEnd {
     let mut results = Vec::with_capacity(played.len());
     let mut shot_rows = Vec::with_capacity(played.len());
     for (index, ((name, experiment), p)) in job.experiments.iter().zip(played).enumerate() {
+        // The shots the memory holds: all of them, unless the `degrade` overflow policy kept fewer.
+        let acquired = p.outcome.memory.len() as u32;
         shot_rows.push(ShotDataRecord {
             execution_id: execution_id.to_string(),
             experiment_index: index as u32,
             experiment_name: name.clone(),
-            shots: experiment.shots,
+            shots: acquired,
             memory: p.outcome.memory.clone(),
             timing: serde_json::to_string(&p.outcome.timing).unwrap_or_else(|_| "{}".into()),
             first_shot_at: Some(p.started_at.clone()),
@@ -432,7 +442,7 @@ async fn commit_done(
         });
         results.push(ExperimentResult {
             header: ExperimentHeader { name: name.clone() },
-            shots: experiment.shots,
+            shots: acquired,
             success: true,
             data: ExperimentData {
                 memory: p.outcome.memory,

@@ -104,8 +104,8 @@ pub fn clock_config(section: &BackendSection) -> ClockConfig {
             CfgPolicy::Fail => UnderflowPolicy::Fail,
             CfgPolicy::Record => UnderflowPolicy::Record,
         },
-        shot_ring: 4096,
-        event_ring: 65_536,
+        shot_ring: t.shot_ring as usize,
+        event_ring: t.event_ring as usize,
         realtime: RealtimeOptions {
             enabled: t.realtime.enabled,
             priority: t.realtime.priority,

@@ -120,6 +120,8 @@ fn job_result_json_omits_empty_optionals_and_round_trips() {
         p999_ns: 1000,
         max_ns: 1200,
         underflows: 0,
+        lost_shots: 3,
+        lost_events: 0,
     });
     full.execution_id = Some("exec-1".into());
     let bytes = rmp_serde::to_vec_named(&full).unwrap();

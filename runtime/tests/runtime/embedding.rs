@@ -236,3 +236,43 @@ async fn an_idempotent_resubmit_returns_the_same_job() {
     assert_eq!(s.status, JobStatus::Done);
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_acquisition_ring_fails_or_degrades_per_policy() {
+    use shotline::config::OverflowPolicy;
+    // Shots of ~0.3 ms and a ring of 2 records drained every 2 ms: records must be lost.
+    let job = job1(
+        json!([
+            ["load", [0], [5]],
+            ["rlx", [0], [1.0]],
+            ["measure", [0], []]
+        ]),
+        200,
+        Some(2),
+    );
+    for policy in [OverflowPolicy::Fail, OverflowPolicy::Degrade] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = sim_config();
+        config.backends[0].timing.shot_ring = 2;
+        config.backends[0].timing.overflow_policy = policy;
+        let rt = start_in(dir.path(), config).await;
+        let (id, status) = run_job(&rt, &job).await;
+        let result = rt.result(&id).await.unwrap();
+        match policy {
+            OverflowPolicy::Fail => {
+                assert_eq!(status, JobStatus::Error);
+                let why = &result.header["error_message"];
+                assert!(why.contains("lost to a full ring"), "{why}");
+            }
+            OverflowPolicy::Degrade => {
+                assert_eq!(status, JobStatus::Done);
+                let r = &result.results[0];
+                let timing = r.timing.as_ref().unwrap();
+                assert!(timing.lost_shots > 0, "no shot was lost: {timing:?}");
+                assert_eq!(r.data.memory.len() as u64 + timing.lost_shots, 200);
+                assert_eq!(r.shots as usize, r.data.memory.len());
+            }
+        }
+        rt.shutdown().await.unwrap();
+    }
+}
