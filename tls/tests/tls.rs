@@ -165,7 +165,7 @@ async fn pin_first_use_then_match_then_mismatch() {
     assert!(msg.contains(&id_a.fingerprint), "{msg}");
     assert!(msg.contains(&id_b.fingerprint), "{msg}");
     assert!(
-        msg.contains("shotline login --server lab-gateway:4433 --repin"),
+        msg.contains("shotline login --server lab-gateway:4433 --user NAME --repin"),
         "{msg}"
     );
     assert!(msg.contains(&pins.display().to_string()), "{msg}");
