@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use shotline_hal::shot_clock::{RunSummary, ShotRecord};
+use shotline_protocol::wire::{JobEvent, Progress};
 use shotline_protocol::TimingSummary;
 use tokio::sync::oneshot;
+
+use crate::context::Ctx;
 
 /// Everything an experiment produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,24 @@ pub struct ExperimentOutcome {
     pub empty_shots: u64,
 }
 
+/// Which job a run belongs to, for the progress events pushed to watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunProgress {
+    /// The job.
+    pub job_id: String,
+    /// Experiment index.
+    pub experiment_index: u32,
+    /// Experiment name.
+    pub experiment: String,
+    /// Shots done by the job's earlier experiments.
+    pub shots_before: u64,
+    /// Shots of the whole job.
+    pub shots_total: u64,
+}
+
+/// Progress events are pushed at most this often per run (and once at its end).
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Messages of analysis.
 pub enum AnalysisMsg {
     /// A run is about to start: collect its shots and answer on `done` when it ends.
@@ -37,6 +58,8 @@ pub enum AnalysisMsg {
         shots: u64,
         /// Where the outcome goes.
         done: oneshot::Sender<ExperimentOutcome>,
+        /// The job the run belongs to (progress events for watchers).
+        progress: Option<RunProgress>,
     },
     /// One shot record.
     Shot(Box<ShotRecord>),
@@ -52,6 +75,22 @@ pub struct RunAcc {
     last_t0: Option<u64>,
     empty: u64,
     done: oneshot::Sender<ExperimentOutcome>,
+    progress: Option<RunProgress>,
+    last_progress: Option<std::time::Instant>,
+}
+
+impl RunAcc {
+    fn progress_event(&self, p: &RunProgress) -> JobEvent {
+        JobEvent::Progress {
+            job_id: p.job_id.clone(),
+            progress: Progress {
+                shots_done: p.shots_before + self.memory.len() as u64 + self.empty,
+                shots_total: p.shots_total,
+                experiment_index: p.experiment_index,
+                experiment: p.experiment.clone(),
+            },
+        }
+    }
 }
 
 /// The analysis actor.
@@ -66,30 +105,41 @@ pub fn memory_of(record: &ShotRecord) -> Option<String> {
     Some(parts.join(" "))
 }
 
+/// State of analysis.
+pub struct Analysis {
+    ctx: Ctx,
+    runs: HashMap<u64, RunAcc>,
+}
+
 impl Actor for AnalysisActor {
     type Msg = AnalysisMsg;
-    type State = HashMap<u64, RunAcc>;
-    type Arguments = ();
+    type State = Analysis;
+    type Arguments = Ctx;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        _args: (),
+        ctx: Ctx,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(HashMap::new())
+        Ok(Analysis {
+            ctx,
+            runs: HashMap::new(),
+        })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         msg: AnalysisMsg,
-        runs: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let Analysis { ctx, runs } = state;
         match msg {
             AnalysisMsg::Begin {
                 run_id,
                 shots,
                 done,
+                progress,
             } => {
                 runs.insert(
                     run_id,
@@ -100,6 +150,8 @@ impl Actor for AnalysisActor {
                         last_t0: None,
                         empty: 0,
                         done,
+                        progress,
+                        last_progress: None,
                     },
                 );
             }
@@ -110,14 +162,37 @@ impl Actor for AnalysisActor {
                     match memory_of(&record) {
                         Some(m) => {
                             *acc.counts.entry(m.clone()).or_insert(0) += 1;
+                            if let Some(p) = &acc.progress {
+                                if ctx.shots_watched(&p.job_id) {
+                                    ctx.publish(JobEvent::Shot {
+                                        job_id: p.job_id.clone(),
+                                        experiment_index: p.experiment_index,
+                                        shot: record.shot,
+                                        memory: m.clone(),
+                                    });
+                                }
+                            }
                             acc.memory.push((record.shot, m));
                         }
                         None => acc.empty += 1,
+                    }
+                    if let Some(p) = &acc.progress {
+                        let now = std::time::Instant::now();
+                        let due = acc
+                            .last_progress
+                            .is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL);
+                        if due {
+                            acc.last_progress = Some(now);
+                            ctx.publish(acc.progress_event(p));
+                        }
                     }
                 }
             }
             AnalysisMsg::RunDone(summary, timing) => {
                 if let Some(mut acc) = runs.remove(&summary.run_id) {
+                    if let Some(p) = &acc.progress {
+                        ctx.publish(acc.progress_event(p));
+                    }
                     acc.memory.sort_by_key(|(shot, _)| *shot);
                     let outcome = ExperimentOutcome {
                         memory: acc.memory.into_iter().map(|(_, m)| m).collect(),

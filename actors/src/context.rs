@@ -4,8 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use ractor::{ActorRef, Message};
 use shotline_config::Config;
+use shotline_protocol::wire::JobEvent;
+use shotline_protocol::StatusRecord;
 
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
 
@@ -20,7 +24,13 @@ struct CtxInner {
     config: Config,
     config_hash: String,
     call_timeout: Duration,
+    events: tokio::sync::broadcast::Sender<JobEvent>,
+    shot_watchers: parking_lot::Mutex<HashMap<String, usize>>,
 }
+
+/// Capacity of the job event channel: a watcher more than this many events behind re-reads the status from
+/// the store (it never misses the final status, which is persisted).
+pub const EVENT_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,12 +49,15 @@ impl Ctx {
     pub fn new(config: Config, config_hash: String) -> Self {
         let id = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let call_timeout = Duration::from_millis(config.supervision.call_timeout_ms.max(1));
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
         Self {
             inner: Arc::new(CtxInner {
                 prefix: format!("rt{id}"),
                 config,
                 config_hash,
                 call_timeout,
+                events,
+                shot_watchers: parking_lot::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -69,9 +82,61 @@ impl Ctx {
         self.inner.call_timeout
     }
 
+    /// Publishes a job event to every watcher (dropped when nobody watches).
+    pub fn publish(&self, event: JobEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Publishes a status change.
+    pub fn publish_status(&self, status: StatusRecord) {
+        self.publish(JobEvent::Status { status });
+    }
+
+    /// Receives every job event published from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Registers a watcher of `job`'s individual shots (undone by dropping the guard).
+    pub fn watch_shots(&self, job: &str) -> ShotWatch {
+        *self
+            .inner
+            .shot_watchers
+            .lock()
+            .entry(job.to_string())
+            .or_insert(0) += 1;
+        ShotWatch {
+            ctx: self.clone(),
+            job: job.to_string(),
+        }
+    }
+
+    /// Whether anyone watches `job`'s individual shots.
+    pub fn shots_watched(&self, job: &str) -> bool {
+        self.inner.shot_watchers.lock().contains_key(job)
+    }
+
     /// Finds the live actor playing `role` (None while it is restarting).
     pub fn lookup<M: Message>(&self, role: &str) -> Option<ActorRef<M>> {
         ractor::registry::where_is(self.name(role)).map(ActorRef::from)
+    }
+}
+
+/// A registered shot watcher; unregisters on drop.
+pub struct ShotWatch {
+    ctx: Ctx,
+    job: String,
+}
+
+impl Drop for ShotWatch {
+    fn drop(&mut self) {
+        let mut w = self.ctx.inner.shot_watchers.lock();
+        if let Some(n) = w.get_mut(&self.job) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.job);
+            }
+        }
     }
 }
 

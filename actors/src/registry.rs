@@ -33,6 +33,8 @@ pub enum RegistryMsg {
     SetRunning(String, Option<String>),
     /// A backend became (non-)operational, with a reason.
     SetOperational(String, bool, String),
+    /// A backend was paused or resumed by an operator.
+    SetPaused(String, bool),
 }
 
 /// Builds the published config of a configured backend.
@@ -109,6 +111,11 @@ impl Actor for RegistryActor {
                         None => "ready".into(),
                     };
                     e.running_execution = exec;
+                }
+            }
+            RegistryMsg::SetPaused(name, paused) => {
+                if let Some(e) = state.get_mut(&name) {
+                    e.paused = paused;
                 }
             }
             RegistryMsg::SetOperational(name, ok, why) => {

@@ -11,6 +11,9 @@
 //! ```
 
 pub mod error;
+mod more;
+
+pub use more::JobsQuery;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -63,13 +66,13 @@ pub struct SubmitOptions {
 
 /// A connection to one shotline server.
 pub struct Client {
-    server: String,
+    pub(crate) server: String,
     trust: Trust,
     endpoint: Endpoint,
-    connection: quinn::Connection,
+    pub(crate) connection: quinn::Connection,
     pin: PinCheck,
-    max_frame: usize,
-    timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) timeout: Duration,
 }
 
 fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
@@ -329,30 +332,6 @@ impl Client {
         }
     }
 
-    /// Waits until the job is terminal and returns its final status. Until the `watch` stream exists (it
-    /// pushes status changes), this asks for the status with a back-off from 50 ms up to 1 s.
-    pub async fn wait_terminal(
-        &self,
-        token: &str,
-        job_id: &str,
-        mut on_change: impl FnMut(&StatusRecord),
-    ) -> Result<StatusRecord, ClientError> {
-        let mut delay = Duration::from_millis(50);
-        let mut last: Option<StatusRecord> = None;
-        loop {
-            let s = self.status(token, job_id).await?;
-            if last.as_ref() != Some(&s) {
-                on_change(&s);
-                last = Some(s.clone());
-            }
-            if s.status.is_terminal() {
-                return Ok(s);
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-    }
-
     /// Closes the connection politely.
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"bye");
@@ -360,7 +339,7 @@ impl Client {
     }
 }
 
-fn unexpected(expected: &'static str, got: &Response) -> ClientError {
+pub(crate) fn unexpected(expected: &'static str, got: &Response) -> ClientError {
     let kind = match got {
         Response::LoggedIn { .. } => "logged_in",
         Response::Backends { .. } => "backends",
@@ -368,6 +347,13 @@ fn unexpected(expected: &'static str, got: &Response) -> ClientError {
         Response::Submitted { .. } => "submitted",
         Response::Status { .. } => "status",
         Response::Result { .. } => "result",
+        Response::LoggedOut {} => "logged_out",
+        Response::Whoami { .. } => "whoami",
+        Response::Registered { .. } => "registered",
+        Response::Jobs { .. } => "jobs",
+        Response::Cancelled { .. } => "cancelled",
+        Response::Event { .. } => "event",
+        Response::Done { .. } => "done",
         Response::Error { .. } => "error",
     };
     ClientError::Unexpected {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendConfig;
 use crate::error::{ValidationError, ValidationReport};
-use crate::result::{JobResult, StatusRecord};
+use crate::result::{JobResult, JobStatus, StatusRecord};
 use crate::value::Value;
 
 /// ALPN protocol name (carries the major version).
@@ -82,6 +82,163 @@ pub enum Request {
         /// Job identifier.
         job_id: String,
     },
+    /// Revoke the token.
+    Logout {
+        /// Session token.
+        token: String,
+    },
+    /// Who the token belongs to.
+    Whoami {
+        /// Session token.
+        token: String,
+    },
+    /// Create an account (only when the server allows self-registration).
+    Register {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// List jobs: one's own, or everyone's for an administrator with `all`.
+    Jobs {
+        /// Session token.
+        token: String,
+        /// Only jobs with this status.
+        #[serde(default)]
+        status: Option<JobStatus>,
+        /// Only jobs of this backend.
+        #[serde(default)]
+        backend: Option<String>,
+        /// Only jobs submitted at or after this time (RFC 3339 UTC).
+        #[serde(default)]
+        since: Option<String>,
+        /// Only jobs submitted before this time (RFC 3339 UTC).
+        #[serde(default)]
+        until: Option<String>,
+        /// Page size (1..=500, default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Continue after this cursor (`next` of the previous page).
+        #[serde(default)]
+        after: Option<i64>,
+        /// Administrators: every user's jobs.
+        #[serde(default)]
+        all: bool,
+    },
+    /// Cancel a job: a queued job at once, a running one at the next shot boundary.
+    Cancel {
+        /// Session token.
+        token: String,
+        /// Job identifier.
+        job_id: String,
+    },
+    /// Receive every status change and progress of a job on this stream until it is terminal.
+    Watch {
+        /// Session token.
+        token: String,
+        /// Job identifier.
+        job_id: String,
+        /// Also push each shot's memory value as it is analysed.
+        #[serde(default)]
+        shots: bool,
+    },
+    /// Administrators: a backend finishes nothing new until resumed (the running job is re-queued).
+    PauseBackend {
+        /// Session token.
+        token: String,
+        /// Backend name.
+        name: String,
+    },
+    /// Administrators: undo a pause.
+    ResumeBackend {
+        /// Session token.
+        token: String,
+        /// Backend name.
+        name: String,
+    },
+    /// Administrators: emergency stop of every backend (devices to safe state, running jobs re-queued,
+    /// backends paused).
+    Estop {
+        /// Session token.
+        token: String,
+    },
+}
+
+/// One job in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Job identifier.
+    pub job_id: String,
+    /// Owner.
+    pub user: String,
+    /// Backend.
+    pub backend: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Status detail.
+    pub detail: String,
+    /// Client-side id.
+    pub qobj_id: Option<String>,
+    /// Priority.
+    pub priority: i64,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Submission time.
+    pub submitted_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// How far a running job has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Shots done over all experiments.
+    pub shots_done: u64,
+    /// Shots of the whole job.
+    pub shots_total: u64,
+    /// Index of the experiment running.
+    pub experiment_index: u32,
+    /// Its name.
+    pub experiment: String,
+}
+
+/// Something that happened to a watched job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobEvent {
+    /// The status changed (the first event of a watch is the current status).
+    Status {
+        /// The new status.
+        status: StatusRecord,
+    },
+    /// Shots were done.
+    Progress {
+        /// Job identifier.
+        job_id: String,
+        /// Where the job is.
+        progress: Progress,
+    },
+    /// One shot was analysed (only with `shots: true`).
+    Shot {
+        /// Job identifier.
+        job_id: String,
+        /// Experiment index.
+        experiment_index: u32,
+        /// Shot index.
+        shot: u64,
+        /// Its memory value.
+        memory: String,
+    },
+}
+
+impl JobEvent {
+    /// The job the event is about.
+    pub fn job_id(&self) -> &str {
+        match self {
+            JobEvent::Status { status } => &status.job_id,
+            JobEvent::Progress { job_id, .. } | JobEvent::Shot { job_id, .. } => job_id,
+        }
+    }
 }
 
 /// A gateway response; msgpack map tagged by `type`.
@@ -127,6 +284,44 @@ pub enum Response {
     Result {
         /// The result.
         result: JobResult,
+    },
+    /// The token was revoked.
+    LoggedOut {},
+    /// The caller.
+    Whoami {
+        /// User name.
+        user: String,
+        /// Administrator.
+        is_admin: bool,
+    },
+    /// An account was created.
+    Registered {
+        /// User name.
+        user: String,
+    },
+    /// A page of jobs, newest first.
+    Jobs {
+        /// The jobs.
+        jobs: Vec<JobSummary>,
+        /// Cursor of the next page (`after`), absent on the last page.
+        #[serde(default)]
+        next: Option<i64>,
+    },
+    /// The cancel was accepted: a queued job is CANCELLED; a running one stops at the next shot boundary
+    /// (watch it, or ask its status, to see it end CANCELLED).
+    Cancelled {
+        /// The status right after the request.
+        status: StatusRecord,
+    },
+    /// One pushed event of a `watch` stream (the stream ends after the terminal status).
+    Event {
+        /// The event.
+        event: JobEvent,
+    },
+    /// An administrative action was done.
+    Done {
+        /// What was done.
+        message: String,
     },
     /// The request failed.
     Error {
@@ -199,6 +394,10 @@ pub mod codes {
     pub const CONFLICT: &str = "CONFLICT";
     /// A value of the request is not acceptable (outside validation of jobs).
     pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    /// The job is already finished (DONE, ERROR or CANCELLED) and cannot be cancelled.
+    pub const ALREADY_FINISHED: &str = "ALREADY_FINISHED";
+    /// A configured limit was hit (queued jobs, connections, streams, job size).
+    pub const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
 }
 
 /// A structured error: stable code, human message, and for validation the offending paths.

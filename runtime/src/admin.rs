@@ -29,6 +29,40 @@ pub enum AdminRequest {
         /// Administrator.
         admin: bool,
     },
+    /// Disable or enable a user.
+    SetDisabled {
+        /// Name.
+        name: String,
+        /// Disabled.
+        disabled: bool,
+    },
+    /// Set a new password.
+    Passwd {
+        /// Name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// List users.
+    ListUsers,
+    /// Remove a user who never submitted a job.
+    RemoveUser {
+        /// Name.
+        name: String,
+    },
+}
+
+/// One user in a listing (never the password hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserLine {
+    /// Name.
+    pub name: String,
+    /// Administrator.
+    pub admin: bool,
+    /// Disabled.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: String,
 }
 
 /// An admin response.
@@ -39,6 +73,11 @@ pub enum AdminResponse {
     Ok {
         /// What was done.
         message: String,
+    },
+    /// The users.
+    Users {
+        /// One line each.
+        users: Vec<UserLine>,
     },
     /// Failed.
     Error {
@@ -138,27 +177,78 @@ async fn serve_one(mut stream: UnixStream, service: Service) {
                 code: "MALFORMED_REQUEST".into(),
                 message: e.to_string(),
             },
-            Ok(AdminRequest::AddUser {
-                name,
-                password,
-                admin,
-            }) => match service.add_user(&name, &password, admin).await {
-                Ok(u) => AdminResponse::Ok {
-                    message: format!(
-                        "user {} added{}",
-                        u.name,
-                        if u.is_admin { " (admin)" } else { "" }
-                    ),
-                },
-                Err(e) => AdminResponse::Error {
-                    code: e.code.to_string(),
-                    message: e.message,
-                },
-            },
+            Ok(request) => handle(&service, request).await,
         },
     };
     if let Ok(frame) = encode_frame(&response, MAX_ADMIN_FRAME) {
         let _ = stream.write_all(&frame).await;
+    }
+}
+
+fn failed(e: shotline_actors::ServiceError) -> AdminResponse {
+    AdminResponse::Error {
+        code: e.code.to_string(),
+        message: e.message,
+    }
+}
+
+fn ok(message: String) -> AdminResponse {
+    AdminResponse::Ok { message }
+}
+
+async fn handle(service: &Service, request: AdminRequest) -> AdminResponse {
+    match request {
+        AdminRequest::AddUser {
+            name,
+            password,
+            admin,
+        } => match service.add_user(&name, &password, admin).await {
+            Ok(u) => ok(format!(
+                "user {} added{}",
+                u.name,
+                if u.is_admin { " (admin)" } else { "" }
+            )),
+            Err(e) => failed(e),
+        },
+        AdminRequest::SetDisabled { name, disabled } => {
+            match service.set_user_disabled(&name, disabled).await {
+                Ok(()) => ok(format!(
+                    "user {name} {}",
+                    if disabled {
+                        "disabled (its tokens no longer work)"
+                    } else {
+                        "enabled"
+                    }
+                )),
+                Err(e) => failed(e),
+            }
+        }
+        AdminRequest::Passwd { name, password } => {
+            match service.set_password(&name, &password).await {
+                Ok(()) => ok(format!(
+                    "password of {name} changed; its tokens were revoked"
+                )),
+                Err(e) => failed(e),
+            }
+        }
+        AdminRequest::ListUsers => match service.list_users().await {
+            Ok(users) => AdminResponse::Users {
+                users: users
+                    .into_iter()
+                    .map(|u| UserLine {
+                        name: u.name,
+                        admin: u.is_admin,
+                        disabled: u.disabled,
+                        created_at: u.created_at,
+                    })
+                    .collect(),
+            },
+            Err(e) => failed(e),
+        },
+        AdminRequest::RemoveUser { name } => match service.remove_user(&name).await {
+            Ok(()) => ok(format!("user {name} removed")),
+            Err(e) => failed(e),
+        },
     }
 }
 

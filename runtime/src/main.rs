@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::{Cli, Command, UserAction};
+use cli::{Cli, Command};
 use shotline_client::SubmitOptions;
 
 fn main() -> std::process::ExitCode {
@@ -59,14 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
         } => cli::serve::serve(&config, listen, data_dir).await,
         Command::CheckConfig { file } => cli::serve::check_config(&file),
-        Command::User { action } => match action {
-            UserAction::Add {
-                name,
-                admin,
-                password_stdin,
-                data,
-            } => cli::user::add(&name, admin, password_stdin, &data).await,
-        },
+        Command::User { action } => cli::user::user(action).await,
         Command::Login {
             client,
             user,
@@ -75,7 +68,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             repin,
         } => cli::remote::login(&client, &user, password_stdin, ca, repin).await,
         Command::Backends { client } => cli::remote::backends(&client).await,
-        Command::Backend { name, client } => cli::remote::backend(&client, &name).await,
+        Command::Backend {
+            name_or_action,
+            name,
+            client,
+        } => match (name_or_action.as_str(), name) {
+            ("pause" | "resume", Some(n)) => {
+                cli::remote::operator(&client, &name_or_action, Some(&n)).await
+            }
+            (b, None) => cli::remote::backend(&client, b).await,
+            (a, Some(_)) => anyhow::bail!(
+                "`backend {a} NAME`: unknown action {a:?}; use `backend NAME`, `backend pause NAME` or `backend resume NAME`"
+            ),
+        },
+        Command::Logout { client } => cli::remote::logout(&client).await,
+        Command::Whoami { client } => cli::remote::whoami(&client).await,
+        Command::Jobs {
+            status,
+            backend,
+            since,
+            until,
+            limit,
+            after,
+            all,
+            client,
+        } => {
+            let status = match status {
+                Some(s) => Some(
+                    s.to_ascii_uppercase()
+                        .parse::<shotline_protocol::JobStatus>()
+                        .map_err(|_| anyhow::anyhow!("unknown status {s:?}: use QUEUED, RUNNING, DONE, ERROR or CANCELLED"))?,
+                ),
+                None => None,
+            };
+            cli::remote::jobs(
+                &client,
+                shotline_client::JobsQuery {
+                    status,
+                    backend,
+                    since,
+                    until,
+                    limit: Some(limit),
+                    after,
+                    all,
+                },
+            )
+            .await
+        }
+        Command::Cancel { job_id, client } => cli::remote::cancel(&client, &job_id).await,
+        Command::Watch {
+            job_id,
+            shots,
+            client,
+        } => cli::remote::watch(&client, &job_id, shots).await,
+        Command::Estop { client } => cli::remote::operator(&client, "estop", None).await,
         Command::Submit {
             file,
             backend,

@@ -149,7 +149,9 @@ impl Runtime {
             service: service.clone(),
             server_config,
             listen: listen_slot.clone(),
+            counts: Default::default(),
             limits: StreamLimits {
+                max_connections_per_user: config.limits.max_connections_per_user,
                 max_frame: config.limits.max_frame_bytes as usize,
                 request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
             },

@@ -5,12 +5,14 @@
 //! the clock. The SQL is kept portable (plain TEXT/INTEGER/REAL columns, standard statements).
 
 mod error;
+mod listing;
 pub mod records;
 pub mod schema;
 mod store;
 mod thread;
 
 pub use error::StoreError;
+pub use listing::JobFilter;
 pub use records::{
     normalize_time, CalibrationRecord, ExecutionRecord, Inserted, JobEvent, JobRecord, LockRecord,
     NewJob, Pragmas, ResultRecord, ShotDataRecord, UserRecord, STATUS_QUEUED,

@@ -17,12 +17,13 @@ use shotline_hal::shot_clock::{ClockControl, ExperimentRun, RunOutcome};
 use shotline_hal::DeviceHandle;
 use shotline_protocol::{
     BackendConfig, ExperimentData, ExperimentHeader, ExperimentResult, Job, JobResult, JobStatus,
+    StatusRecord,
 };
 use shotline_store::{ExecutionRecord, ShotDataRecord};
 use tokio::sync::oneshot;
 
 use super::compile::{compile, shot_length_ns};
-use crate::analysis::{AnalysisMsg, ExperimentOutcome};
+use crate::analysis::{AnalysisMsg, ExperimentOutcome, RunProgress};
 use crate::context::{roles, Ctx, SOFTWARE_VERSION};
 use crate::lock_manager::LockMsg;
 use crate::persistence::Db;
@@ -42,6 +43,8 @@ pub const STOP_NONE: u8 = 0;
 pub const STOP_SHUTDOWN: u8 = 1;
 /// Stop at the next shot boundary because the backend is restarting after a fault (counted).
 pub const STOP_FAULT: u8 = 2;
+/// Stop at the next shot boundary because the user cancelled the job: it ends CANCELLED.
+pub const STOP_CANCEL: u8 = 3;
 
 /// Everything an execution needs from its backend.
 #[derive(Clone)]
@@ -85,6 +88,13 @@ pub enum ExecEnd {
         execution_id: Option<String>,
         /// Why.
         reason: String,
+    },
+    /// Cancelled by its owner at a shot boundary.
+    Cancelled {
+        /// Execution id.
+        execution_id: String,
+        /// Shots completed before the cancel.
+        shots_done: u64,
     },
     /// Stopped at a shot boundary (shutdown, pause) and put back in the queue.
     Requeued {
@@ -181,6 +191,11 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
     let started = env
         .db
         .run(move |s| {
+            // A cancel may have come between the offer and now: start only a job that is still queued.
+            match s.job(&jid)? {
+                Some(j) if j.status == JobStatus::Queued.as_str() => {}
+                _ => return Ok(false),
+            }
             s.insert_execution(&record)?;
             s.increment_attempts(&jid)?;
             s.set_job_status(
@@ -189,12 +204,27 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
                 Some(&format!("execution {xid}")),
                 None,
                 &utc_now(),
-            )
+            )?;
+            Ok(true)
         })
         .await;
-    if let Err(e) = started {
-        release(&env, &resource, &execution_id).await;
-        return fail(&env, &job_id, None, format!("store: {e}")).await;
+    match started {
+        Ok(true) => env.ctx.publish_status(StatusRecord {
+            job_id: job_id.clone(),
+            status: JobStatus::Running,
+            detail: format!("execution {execution_id}"),
+            error_message: String::new(),
+        }),
+        Ok(false) => {
+            release(&env, &resource, &execution_id).await;
+            return ExecEnd::Skipped;
+        }
+        Err(e) => {
+            release(&env, &resource, &execution_id).await;
+            return ExecEnd::Deferred {
+                reason: format!("store: {e}"),
+            };
+        }
     }
     if let Some(registry) = env.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
         let _ = registry.cast(RegistryMsg::SetRunning(
@@ -202,14 +232,17 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
             Some(execution_id.clone()),
         ));
     }
-    let outcome = play_all(&env, &parsed, seed, &stop).await;
+    let outcome = play_all(&env, &job_id, &parsed, seed, &stop).await;
     safe_state_all(&env).await;
     let end = match outcome {
         Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results).await,
-        Err(PlayError::Stopped) => {
-            let counted = stop.load(Ordering::SeqCst) != STOP_SHUTDOWN;
-            requeue(&env, &job_id, &execution_id, counted).await
-        }
+        Err(PlayError::Stopped { shots_done }) => match stop.load(Ordering::SeqCst) {
+            STOP_CANCEL => {
+                let total = parsed.total_shots();
+                cancelled(&env, &job_id, &execution_id, shots_done, total).await
+            }
+            reason => requeue(&env, &job_id, &execution_id, reason != STOP_SHUTDOWN).await,
+        },
         Err(PlayError::Failed(reason)) => {
             fail(&env, &job_id, Some(execution_id.clone()), reason).await
         }
@@ -222,7 +255,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
 }
 
 enum PlayError {
-    Stopped,
+    Stopped { shots_done: u64 },
     Failed(String),
 }
 
@@ -236,14 +269,20 @@ struct Played {
 
 async fn play_all(
     env: &ExecEnv,
+    job_id: &str,
     job: &Job,
     job_seed: u64,
     stop: &AtomicU8,
 ) -> Result<Vec<Played>, PlayError> {
-    let mut played = Vec::with_capacity(job.experiments.len());
+    let mut played: Vec<Played> = Vec::with_capacity(job.experiments.len());
+    let shots_total = job.total_shots();
+    let done_before =
+        |played: &[Played]| -> u64 { played.iter().map(|p| p.outcome.memory.len() as u64).sum() };
     for (index, (name, experiment)) in job.experiments.iter().enumerate() {
         if stop.load(Ordering::SeqCst) != STOP_NONE {
-            return Err(PlayError::Stopped);
+            return Err(PlayError::Stopped {
+                shots_done: done_before(&played),
+            });
         }
         let timelines = compile(&env.section, experiment)
             .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
@@ -258,6 +297,13 @@ async fn play_all(
                 run_id,
                 shots: u64::from(experiment.shots),
                 done: tx,
+                progress: Some(RunProgress {
+                    job_id: job_id.to_string(),
+                    experiment_index: index as u32,
+                    experiment: name.clone(),
+                    shots_before: done_before(&played),
+                    shots_total,
+                }),
             })
             .map_err(|_| PlayError::Failed("the analysis actor is not running".into()))?;
         let timing = &env.section.timing;
@@ -284,7 +330,9 @@ async fn play_all(
             Ok(Err(_)) => {
                 // Analysis went away: the backend is restarting its actors; the job goes back to the queue.
                 env.clock.lock().abort();
-                return Err(PlayError::Stopped);
+                return Err(PlayError::Stopped {
+                    shots_done: done_before(&played),
+                });
             }
             Err(_) => {
                 env.clock.lock().abort();
@@ -297,7 +345,11 @@ async fn play_all(
         let shots_done = outcome.summary.shots_done;
         match &outcome.summary.outcome {
             RunOutcome::Completed => {}
-            RunOutcome::Aborted => return Err(PlayError::Stopped),
+            RunOutcome::Aborted => {
+                return Err(PlayError::Stopped {
+                    shots_done: done_before(&played) + shots_done,
+                })
+            }
             RunOutcome::Underflow {
                 shot,
                 device_name,
@@ -513,9 +565,17 @@ async fn commit_done(
         })
         .await;
     match committed {
-        Ok(()) => ExecEnd::Done {
-            execution_id: execution_id.to_string(),
-        },
+        Ok(()) => {
+            env.ctx.publish_status(StatusRecord {
+                job_id: job_id.to_string(),
+                status: JobStatus::Done,
+                detail: format!("execution {execution_id}"),
+                error_message: String::new(),
+            });
+            ExecEnd::Done {
+                execution_id: execution_id.to_string(),
+            }
+        }
         Err(e) => {
             fail(
                 env,
@@ -545,23 +605,73 @@ pub async fn fail(
                 s.finish_execution(x, &now, "ERROR", Some(&why))?;
             }
             match s.job(&jid)? {
-                Some(j) if j.status == "RUNNING" || j.status == "QUEUED" => s.set_job_status(
-                    &jid,
-                    JobStatus::Error.as_str(),
-                    Some("failed"),
-                    Some(&why),
-                    &now,
-                ),
-                _ => Ok(()),
+                Some(j) if j.status == "RUNNING" || j.status == "QUEUED" => {
+                    s.set_job_status(
+                        &jid,
+                        JobStatus::Error.as_str(),
+                        Some("failed"),
+                        Some(&why),
+                        &now,
+                    )?;
+                    Ok(true)
+                }
+                _ => Ok(false),
             }
         })
         .await;
-    if let Err(e) = r {
-        tracing::error!(job = %job_id, error = %e, "could not record the failure");
+    match r {
+        Ok(true) => env.ctx.publish_status(StatusRecord {
+            job_id: job_id.to_string(),
+            status: JobStatus::Error,
+            detail: "failed".into(),
+            error_message: reason.clone(),
+        }),
+        Ok(false) => {}
+        Err(e) => tracing::error!(job = %job_id, error = %e, "could not record the failure"),
     }
     ExecEnd::Failed {
         execution_id,
         reason,
+    }
+}
+
+/// Ends a running job CANCELLED after `shots_done` of `shots_total` shots (its devices are already safe).
+pub async fn cancelled(
+    env: &ExecEnv,
+    job_id: &str,
+    execution_id: &str,
+    shots_done: u64,
+    shots_total: u64,
+) -> ExecEnd {
+    let detail = format!("cancelled after {shots_done} of {shots_total} shots");
+    let (jid, xid, d) = (job_id.to_string(), execution_id.to_string(), detail.clone());
+    let r = env
+        .db
+        .run(move |s| {
+            let now = utc_now();
+            s.finish_execution(&xid, &now, "CANCELLED", Some(&d))?;
+            match s.job(&jid)? {
+                Some(j) if j.status == "RUNNING" => {
+                    s.set_job_status(&jid, JobStatus::Cancelled.as_str(), Some(&d), None, &now)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await;
+    match r {
+        Ok(true) => env.ctx.publish_status(StatusRecord {
+            job_id: job_id.to_string(),
+            status: JobStatus::Cancelled,
+            detail,
+            error_message: String::new(),
+        }),
+        Ok(false) => {}
+        Err(e) => tracing::error!(job = %job_id, error = %e, "could not record the cancel"),
+    }
+    ExecEnd::Cancelled {
+        execution_id: execution_id.to_string(),
+        shots_done,
     }
 }
 
@@ -592,6 +702,12 @@ pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str, counted: b
 
 /// Tells the scheduler that a job is queued again.
 pub fn notify_requeued(ctx: &Ctx, job: &shotline_store::JobRecord) {
+    ctx.publish_status(StatusRecord {
+        job_id: job.id.clone(),
+        status: JobStatus::Queued,
+        detail: "re-queued".into(),
+        error_message: String::new(),
+    });
     if let Some(s) = ctx.lookup::<crate::scheduler::SchedulerMsg>(roles::SCHEDULER) {
         let _ = s.cast(crate::scheduler::SchedulerMsg::Enqueue {
             job_id: job.id.clone(),

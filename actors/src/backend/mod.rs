@@ -26,6 +26,7 @@ use crate::acquisition::{AcquisitionActor, AcquisitionArgs, AcquisitionMsg};
 use crate::analysis::{AnalysisActor, AnalysisMsg};
 use crate::context::{roles, Ctx};
 use crate::persistence::Db;
+use crate::registry::RegistryMsg;
 use crate::scheduler::SchedulerMsg;
 use crate::sequencer::{SequencerActor, SequencerArgs, SequencerMsg};
 use crate::supervision::{RestartPolicy, RestartTracker};
@@ -44,6 +45,12 @@ pub enum BackendMsg {
     Current(RpcReplyPort<Option<String>>),
     /// Stop the current execution at the next shot boundary and re-queue it.
     StopCurrent(RpcReplyPort<bool>),
+    /// Cancel job `.0` if it is the one running: it stops at the next shot boundary and ends CANCELLED.
+    Cancel(String, RpcReplyPort<bool>),
+    /// Pause (true) or resume (false): a paused backend takes no job; pausing re-queues the running one.
+    SetPaused(bool, RpcReplyPort<()>),
+    /// Emergency stop: pause, abort the running shot sequence at once, every device to its safe state.
+    Estop(RpcReplyPort<()>),
 }
 
 /// Start arguments.
@@ -88,6 +95,7 @@ pub struct BackendState {
     running: Option<Running>,
     restarts: RestartTracker,
     restarting: bool,
+    paused: bool,
 }
 
 /// The backend supervisor actor.
@@ -130,7 +138,7 @@ async fn start_children(
     let (analysis, _) = Actor::spawn_linked(
         Some(args.ctx.name(&roles::backend_child(name, "analysis"))),
         AnalysisActor,
-        (),
+        args.ctx.clone(),
         cell.clone(),
     )
     .await?;
@@ -169,6 +177,12 @@ async fn start_children(
             analysis,
         },
     ))
+}
+
+fn set_registry_paused(args: &BackendArgs, paused: bool) {
+    if let Some(r) = args.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+        let _ = r.cast(RegistryMsg::SetPaused(args.section.name.clone(), paused));
+    }
 }
 
 /// Drives every device to its safe state directly (the children may be gone).
@@ -310,6 +324,18 @@ impl Actor for BackendActor {
         safe_state_devices(&args.section.name, &built.handles, args.ctx.call_timeout());
         let (clock, children) = start_children(&myself, &args, &built.handles).await?;
         let sup = &args.ctx.config().supervision;
+        // A pause survives a restart of the backend: the registry remembers it.
+        let paused = match args.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+            Some(r) => {
+                let name = args.section.name.clone();
+                matches!(
+                    r.call(|p| RegistryMsg::Get(name, p), Some(args.ctx.call_timeout()))
+                        .await,
+                    Ok(ractor::rpc::CallResult::Success(Some(e))) if e.paused
+                )
+            }
+            None => false,
+        };
         Ok(BackendState {
             restarts: RestartTracker::new(RestartPolicy {
                 max_restarts: sup.max_restarts,
@@ -321,6 +347,7 @@ impl Actor for BackendActor {
             children,
             running: None,
             restarting: false,
+            paused,
         })
     }
 
@@ -332,7 +359,7 @@ impl Actor for BackendActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             BackendMsg::Offer(job_id, reply) => {
-                if state.running.is_some() || state.restarting {
+                if state.running.is_some() || state.restarting || state.paused {
                     let _ = reply.send(false);
                     return Ok(());
                 }
@@ -365,6 +392,45 @@ impl Actor for BackendActor {
             }
             BackendMsg::Current(reply) => {
                 let _ = reply.send(state.running.as_ref().map(|r| r.job_id.clone()));
+            }
+            BackendMsg::Cancel(job_id, reply) => {
+                let hit = match &state.running {
+                    Some(r) if r.job_id == job_id => {
+                        r.stop.store(execution::STOP_CANCEL, Ordering::SeqCst);
+                        state.clock.lock().abort();
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = reply.send(hit);
+            }
+            BackendMsg::SetPaused(paused, reply) => {
+                state.paused = paused;
+                set_registry_paused(&state.args, paused);
+                if paused {
+                    state
+                        .stop_running(Duration::from_secs(10), execution::STOP_SHUTDOWN)
+                        .await;
+                } else if let Some(s) = state.args.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
+                    let _ = s.cast(SchedulerMsg::BackendIdle(state.args.section.name.clone()));
+                }
+                let _ = reply.send(());
+            }
+            BackendMsg::Estop(reply) => {
+                state.paused = true;
+                set_registry_paused(&state.args, true);
+                // Abort first (the clock stops at the next shot boundary), then wait for the job to settle.
+                state.clock.lock().abort();
+                state
+                    .stop_running(Duration::from_secs(10), execution::STOP_SHUTDOWN)
+                    .await;
+                safe_state_devices(
+                    &state.args.section.name,
+                    &state.devices,
+                    state.args.ctx.call_timeout(),
+                );
+                tracing::warn!(backend = %state.args.section.name, "emergency stop: devices in their safe state, backend paused");
+                let _ = reply.send(());
             }
             BackendMsg::StopCurrent(reply) => {
                 let had = state.running.is_some();

@@ -4,7 +4,9 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::stream::{self, StreamLimits};
+use std::sync::Arc;
+
+use super::stream::{self, ConnectionBinding, ConnectionCounts, StreamContext, StreamLimits};
 use crate::service::Service;
 
 /// Start arguments.
@@ -15,6 +17,8 @@ pub struct ConnectionArgs {
     pub service: Service,
     /// Per-stream limits.
     pub limits: StreamLimits,
+    /// Connections per user, shared by the gateway.
+    pub counts: Arc<ConnectionCounts>,
 }
 
 /// Messages of a connection actor.
@@ -36,11 +40,20 @@ impl Actor for ConnectionActor {
         myself: ActorRef<Self::Msg>,
         args: ConnectionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let cx = StreamContext {
+            service: args.service.clone(),
+            limits: args.limits,
+            peer: args.connection.remote_address(),
+            binding: Arc::new(ConnectionBinding::new(
+                args.counts.clone(),
+                args.limits.max_connections_per_user,
+            )),
+        };
         let task = tokio::spawn(async move {
             let reason = loop {
                 match args.connection.accept_bi().await {
                     Ok((send, recv)) => {
-                        tokio::spawn(stream::serve(args.service.clone(), args.limits, send, recv));
+                        tokio::spawn(stream::serve(cx.clone(), send, recv));
                     }
                     Err(e) => break e.to_string(),
                 }

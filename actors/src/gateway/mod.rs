@@ -26,6 +26,8 @@ pub struct GatewayArgs {
     pub listen: Arc<parking_lot::Mutex<SocketAddr>>,
     /// Per-stream limits.
     pub limits: StreamLimits,
+    /// Connections per user (shared across gateway restarts).
+    pub counts: Arc<stream::ConnectionCounts>,
 }
 
 /// State of the gateway.
@@ -58,6 +60,7 @@ impl Actor for GatewayActor {
         let accept = tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
                 let (service, limits, cell) = (args.service.clone(), args.limits, cell.clone());
+                let counts = args.counts.clone();
                 tokio::spawn(async move {
                     let connection =
                         match tokio::time::timeout(Duration::from_secs(10), incoming).await {
@@ -76,6 +79,7 @@ impl Actor for GatewayActor {
                             connection,
                             service,
                             limits,
+                            counts,
                         },
                         cell,
                     )

@@ -85,6 +85,17 @@ impl Home {
         Ok(())
     }
 
+    /// Forgets the session of `server`.
+    pub fn forget_session(&self, server: &str) -> anyhow::Result<()> {
+        let mut all = self.sessions()?;
+        if all.remove(server).is_some() {
+            let path = self.sessions_file();
+            std::fs::write(&path, serde_json::to_vec_pretty(&all)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// How to trust `server`: its CA if the session says so, otherwise the pins file.
     pub fn trust(&self, ca: Option<PathBuf>) -> Trust {
         match ca {

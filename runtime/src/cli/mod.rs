@@ -92,10 +92,76 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// One backend's config and status.
+    /// One backend's config and status; `backend pause NAME` / `backend resume NAME` for operators.
     Backend {
-        /// Backend name.
-        name: String,
+        /// Backend name, or `pause` / `resume`.
+        name_or_action: String,
+        /// Backend name after `pause` / `resume`.
+        name: Option<String>,
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke the stored token and forget the session.
+    Logout {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show who the stored token belongs to.
+    Whoami {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List jobs (own; `--all` for administrators), newest first.
+    Jobs {
+        /// Only this status (QUEUED, RUNNING, DONE, ERROR, CANCELLED).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this backend.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Submitted at or after (RFC 3339, e.g. 2026-11-22T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Submitted before (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this cursor (printed at the end of the previous page).
+        #[arg(long)]
+        after: Option<i64>,
+        /// Everyone's jobs (administrators).
+        #[arg(long)]
+        all: bool,
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a job (a running one stops at the next shot boundary).
+    Cancel {
+        /// Job id.
+        job_id: String,
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a job until it is terminal (pushed by the server).
+    Watch {
+        /// Job id.
+        job_id: String,
+        /// Also print each shot's memory value.
+        #[arg(long)]
+        shots: bool,
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Emergency stop: every backend stops, devices to their safe state, jobs re-queued, backends paused.
+    Estop {
         /// Client options.
         #[command(flatten)]
         client: ClientArgs,
@@ -157,6 +223,50 @@ pub enum UserAction {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Disable a user: its tokens stop working at once.
+    Disable {
+        /// User name.
+        name: String,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// User name.
+        name: String,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Set a new password (revokes the user's tokens).
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Remove a user who never submitted a job (disable the others).
+    Remove {
+        /// User name.
+        name: String,
         /// Where the server keeps its data.
         #[command(flatten)]
         data: DataDirArgs,

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
-use shotline_client::{Client, PinOutcome, SubmitOptions};
+use shotline_client::{Client, JobsQuery, PinOutcome, SubmitOptions};
+use shotline_protocol::wire::JobEvent;
 use shotline_protocol::{JobStatus, Value};
 use shotline_tls::KnownServers;
 
@@ -198,22 +199,184 @@ pub async fn submit(
         return Ok(());
     }
     eprintln!("submitted job {}", submitted.job_id);
-    let last = client
-        .wait_terminal(&session.token, &submitted.job_id, |s| {
-            eprintln!("job {}: {} {}", s.job_id, s.status, s.detail);
-        })
-        .await?;
+    let last = follow(&client, &session.token, &submitted.job_id, false).await?;
     let result = client.result(&session.token, &submitted.job_id).await?;
     print_json(&result)?;
     client.close().await;
     if last.status != JobStatus::Done {
         bail!(
-            "job {} ended {}: {}",
+            "job {} ended {}: {} {}",
             last.job_id,
             last.status,
+            last.detail,
             last.error_message
         );
     }
+    Ok(())
+}
+
+/// Follows a job through `watch`: a progress bar on a terminal, plain lines otherwise.
+async fn follow(
+    client: &Client,
+    token: &str,
+    job_id: &str,
+    shots: bool,
+) -> anyhow::Result<shotline_protocol::StatusRecord> {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:40}] {pos}/{len} shots ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let last = client
+        .watch(token, job_id, shots, |event| match event {
+            JobEvent::Status { status } => {
+                let line = format!(
+                    "{} {} {}",
+                    status.status, status.detail, status.error_message
+                );
+                match &bar {
+                    Some(b) => b.set_message(line.trim().to_string()),
+                    None => eprintln!("job {}: {}", status.job_id, line.trim()),
+                }
+            }
+            JobEvent::Progress { progress, .. } => match &bar {
+                Some(b) => {
+                    b.set_length(progress.shots_total);
+                    b.set_position(progress.shots_done);
+                }
+                None => eprintln!(
+                    "job {job_id}: {}/{} shots ({})",
+                    progress.shots_done, progress.shots_total, progress.experiment
+                ),
+            },
+            JobEvent::Shot {
+                experiment_index,
+                shot,
+                memory,
+                ..
+            } => {
+                let line = format!("experiment {experiment_index} shot {shot}: {memory}");
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => println!("{line}"),
+                }
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(last)
+}
+
+/// Follows a job until it is terminal.
+pub async fn watch(args: &ClientArgs, job_id: &str, shots: bool) -> anyhow::Result<()> {
+    let (client, session) = connect(args).await?;
+    let last = follow(&client, &session.token, job_id, shots).await?;
+    if args.json {
+        print_json(&last)?;
+    } else {
+        println!(
+            "{} {} {} {}",
+            last.job_id, last.status, last.detail, last.error_message
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Cancels a job.
+pub async fn cancel(args: &ClientArgs, job_id: &str) -> anyhow::Result<()> {
+    let (client, session) = connect(args).await?;
+    let s = client.cancel(&session.token, job_id).await?;
+    if args.json {
+        print_json(&s)?;
+    } else if s.status == JobStatus::Cancelled {
+        println!("{} CANCELLED ({})", s.job_id, s.detail);
+    } else {
+        println!(
+            "{} is {}: it stops at the next shot boundary (shotline watch {} shows the end)",
+            s.job_id, s.status, s.job_id
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Logs out: revokes the token and forgets the session.
+pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
+    let server = server(args)?;
+    let (client, session) = connect(args).await?;
+    let revoked = client.logout(&session.token).await;
+    client.close().await;
+    Home::locate()?.forget_session(&server)?;
+    revoked?;
+    println!("logged out of {server}");
+    Ok(())
+}
+
+/// Who am I.
+pub async fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
+    let (client, session) = connect(args).await?;
+    let (user, admin) = client.whoami(&session.token).await?;
+    if args.json {
+        print_json(&json!({ "user": user, "is_admin": admin, "expires_at": session.expires_at }))?;
+    } else {
+        println!(
+            "{user}{} (token expires {})",
+            if admin { " (admin)" } else { "" },
+            session.expires_at
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Lists jobs.
+pub async fn jobs(args: &ClientArgs, q: JobsQuery) -> anyhow::Result<()> {
+    let (client, session) = connect(args).await?;
+    let (jobs, next) = client.jobs(&session.token, q).await?;
+    if args.json {
+        print_json(&json!({ "jobs": jobs, "next": next }))?;
+    } else {
+        for j in &jobs {
+            println!(
+                "{}  {:<9} {:<12} {:<10} {}  {}",
+                j.job_id, j.status, j.backend, j.user, j.submitted_at, j.detail
+            );
+        }
+        if let Some(n) = next {
+            println!("more: --after {n}");
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// Operator actions: pause / resume a backend, emergency stop.
+pub async fn operator(args: &ClientArgs, action: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let (client, session) = connect(args).await?;
+    let message = match (action, name) {
+        ("pause", Some(n)) => client.pause_backend(&session.token, n).await?,
+        ("resume", Some(n)) => client.resume_backend(&session.token, n).await?,
+        ("estop", _) => client.estop(&session.token).await?,
+        (a, _) => {
+            bail!("unknown action {a}: use `backend pause NAME`, `backend resume NAME` or `estop`")
+        }
+    };
+    if args.json {
+        print_json(&json!({ "message": message }))?;
+    } else {
+        println!("{message}");
+    }
+    client.close().await;
     Ok(())
 }
 

@@ -1,12 +1,15 @@
-//! `shotline user add`: through the admin socket of a running server, or directly on its store.
+//! `shotline user add | disable | enable | passwd | list | remove`: through the admin socket of a running
+//! server (the server stays the only writer and sees the change at once), or directly on its store when no
+//! server runs.
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
+use shotline::admin::{self, AdminRequest, AdminResponse, UserLine};
 use shotline_actors::auth;
+use shotline_store::Store;
 
-use super::DataDirArgs;
-use shotline::admin::{self, AdminRequest, AdminResponse};
+use super::{DataDirArgs, UserAction};
 
 fn data_dir(args: &DataDirArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
     if let Some(c) = &args.config {
@@ -23,43 +26,151 @@ fn data_dir(args: &DataDirArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
     bail!("say where the server keeps its data: --config FILE or --data-dir DIR")
 }
 
-/// Adds a user.
-pub async fn add(
-    name: &str,
-    is_admin: bool,
-    password_stdin: bool,
+/// Sends `request` to the running server, or runs `direct` on the store when none runs.
+async fn run(
     args: &DataDirArgs,
-) -> anyhow::Result<()> {
-    auth::check_user_name(name).map_err(|m| anyhow!(m))?;
+    request: AdminRequest,
+    direct: impl FnOnce(&Store) -> anyhow::Result<AdminResponse>,
+) -> anyhow::Result<(AdminResponse, bool)> {
     let (dir, db) = data_dir(args)?;
-    let password = super::read_password(password_stdin, &format!("password for {name}: "))?;
-    auth::check_password_policy(&password).map_err(|m| anyhow!(m))?;
-    let request = AdminRequest::AddUser {
-        name: name.to_string(),
-        password: password.clone(),
-        admin: is_admin,
+    if let Some(response) = admin::request(&dir, &request).await? {
+        return Ok((response, true));
+    }
+    let store =
+        Store::open(&db).with_context(|| format!("cannot open the store {}", db.display()))?;
+    Ok((direct(&store)?, false))
+}
+
+fn print(response: AdminResponse, through_server: bool, json: bool) -> anyhow::Result<()> {
+    let via = if through_server {
+        " (through the running server)"
+    } else {
+        " (directly in the store; no server was running)"
     };
-    match admin::request(&dir, &request).await? {
-        Some(AdminResponse::Ok { message }) => {
-            println!("{message} (through the running server)");
-            Ok(())
+    match response {
+        AdminResponse::Ok { message } => println!("{message}{via}"),
+        AdminResponse::Users { users } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{:<24} {}{} created {}",
+                        u.name,
+                        if u.admin { "admin" } else { "user " },
+                        if u.disabled { " DISABLED" } else { "" },
+                        u.created_at
+                    );
+                }
+            }
         }
-        Some(AdminResponse::Error { code, message }) => bail!("{code}: {message}"),
-        None => {
-            // No server: act on the store directly.
-            let hash = auth::hash_password(&password).map_err(|m| anyhow!(m))?;
-            let store = shotline_store::Store::open(&db)
-                .with_context(|| format!("cannot open the store {}", db.display()))?;
-            let now = shotline_actors::time::utc_now();
-            store
-                .add_user(name, None, &hash, is_admin, &now)
-                .map_err(|e| anyhow!("{e}"))?;
-            println!(
-                "user {name} added{} (directly in {}; no server was running)",
-                if is_admin { " (admin)" } else { "" },
-                db.display()
-            );
-            Ok(())
+        AdminResponse::Error { code, message } => bail!("{code}: {message}"),
+    }
+    Ok(())
+}
+
+fn store_err(e: shotline_store::StoreError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+/// Runs a user administration command.
+pub async fn user(action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Add {
+            name,
+            admin,
+            password_stdin,
+            data,
+        } => {
+            auth::check_user_name(&name).map_err(|m| anyhow!(m))?;
+            let password = super::read_password(password_stdin, &format!("password for {name}: "))?;
+            auth::check_password_policy(&password).map_err(|m| anyhow!(m))?;
+            let request = AdminRequest::AddUser {
+                name: name.clone(),
+                password: password.clone(),
+                admin,
+            };
+            let (r, via) = run(&data, request, |s| {
+                let hash = auth::hash_password(&password).map_err(|m| anyhow!(m))?;
+                s.add_user(&name, None, &hash, admin, &shotline_actors::time::utc_now())
+                    .map_err(store_err)?;
+                Ok(AdminResponse::Ok {
+                    message: format!("user {name} added{}", if admin { " (admin)" } else { "" }),
+                })
+            })
+            .await?;
+            print(r, via, false)
+        }
+        UserAction::Disable { name, data } => set_disabled(name, data, true).await,
+        UserAction::Enable { name, data } => set_disabled(name, data, false).await,
+        UserAction::Passwd {
+            name,
+            password_stdin,
+            data,
+        } => {
+            let password =
+                super::read_password(password_stdin, &format!("new password for {name}: "))?;
+            auth::check_password_policy(&password).map_err(|m| anyhow!(m))?;
+            let request = AdminRequest::Passwd {
+                name: name.clone(),
+                password: password.clone(),
+            };
+            let (r, via) = run(&data, request, |s| {
+                let hash = auth::hash_password(&password).map_err(|m| anyhow!(m))?;
+                s.set_password_hash(&name, &hash).map_err(store_err)?;
+                Ok(AdminResponse::Ok {
+                    message: format!("password of {name} changed; its tokens were revoked"),
+                })
+            })
+            .await?;
+            print(r, via, false)
+        }
+        UserAction::List { json, data } => {
+            let (r, via) = run(&data, AdminRequest::ListUsers, |s| {
+                let users = s.list_users().map_err(store_err)?;
+                Ok(AdminResponse::Users {
+                    users: users
+                        .into_iter()
+                        .map(|u| UserLine {
+                            name: u.name,
+                            admin: u.is_admin,
+                            disabled: u.disabled,
+                            created_at: u.created_at,
+                        })
+                        .collect(),
+                })
+            })
+            .await?;
+            print(r, via, json)
+        }
+        UserAction::Remove { name, data } => {
+            let request = AdminRequest::RemoveUser { name: name.clone() };
+            let (r, via) = run(&data, request, |s| {
+                s.delete_user(&name).map_err(store_err)?;
+                Ok(AdminResponse::Ok {
+                    message: format!("user {name} removed"),
+                })
+            })
+            .await?;
+            print(r, via, false)
         }
     }
+}
+
+async fn set_disabled(name: String, data: DataDirArgs, disabled: bool) -> anyhow::Result<()> {
+    let request = AdminRequest::SetDisabled {
+        name: name.clone(),
+        disabled,
+    };
+    let (r, via) = run(&data, request, |s| {
+        s.set_user_disabled(&name, disabled).map_err(store_err)?;
+        Ok(AdminResponse::Ok {
+            message: format!(
+                "user {name} {}",
+                if disabled { "disabled" } else { "enabled" }
+            ),
+        })
+    })
+    .await?;
+    print(r, via, false)
 }

@@ -62,11 +62,16 @@ pub struct LoggedIn {
     pub expires_at: String,
 }
 
+pub mod admin;
+pub mod jobs;
+pub mod limits;
+
 /// The verbs of shotline.
 #[derive(Clone, Debug)]
 pub struct Service {
     ctx: Ctx,
     db: Db,
+    limiter: std::sync::Arc<parking_lot::Mutex<limits::LoginLimiter>>,
 }
 
 async fn ask<M: Message, T: Send + 'static>(
@@ -87,7 +92,8 @@ async fn ask<M: Message, T: Send + 'static>(
     }
 }
 
-fn status_of(job: &shotline_store::JobRecord) -> StatusRecord {
+/// The status record of a stored job.
+pub fn status_of(job: &shotline_store::JobRecord) -> StatusRecord {
     StatusRecord {
         job_id: job.id.clone(),
         status: job.status.parse().unwrap_or(JobStatus::Error),
@@ -102,6 +108,7 @@ impl Service {
         Self {
             ctx: ctx.clone(),
             db: Db::new(ctx),
+            limiter: Default::default(),
         }
     }
 
@@ -110,8 +117,26 @@ impl Service {
         &self.ctx
     }
 
-    /// Checks a password and issues a token.
-    pub async fn login(&self, user: &str, password: &str) -> Result<LoggedIn, ServiceError> {
+    /// Checks a password and issues a token. Attempts are rate-limited per user name and per address.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<LoggedIn, ServiceError> {
+        if let Err(wait) = self
+            .limiter
+            .lock()
+            .attempt(user, peer, std::time::Instant::now())
+        {
+            return Err(ServiceError::new(
+                codes::RATE_LIMITED,
+                format!(
+                    "too many login attempts; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
         let name = user.to_string();
         let record = self.db.run(move |s| s.user_by_name(&name)).await?;
         let (hash, usable) = match &record {
@@ -134,6 +159,7 @@ impl Service {
                 ))
             }
         };
+        self.limiter.lock().succeeded(&user.name);
         let token = auth::new_token();
         let hash = auth::token_hash(&token);
         let expires_at = utc_in(self.ctx.config().auth.token_ttl_s);
@@ -237,7 +263,7 @@ impl Service {
             .collect())
     }
 
-    async fn entry(&self, name: &str) -> Result<BackendEntry, ServiceError> {
+    pub(crate) async fn entry(&self, name: &str) -> Result<BackendEntry, ServiceError> {
         let n = name.to_string();
         match ask(&self.ctx, roles::REGISTRY, |r| RegistryMsg::Get(n, r)).await? {
             Some(e) => Ok(e),
@@ -287,6 +313,8 @@ impl Service {
                 ));
             }
         }
+        let limit = u64::from(self.ctx.config().limits.max_queued_jobs_per_user);
+        let uid = user.id;
         let new = NewJob {
             id: hex::encode(rand::random::<[u8; 16]>()),
             user_id: user.id,
@@ -298,7 +326,37 @@ impl Service {
             body: body.clone(),
             submitted_at: utc_now(),
         };
-        let inserted = self.db.run(move |s| s.insert_job(&new)).await?;
+        // One store operation: a retried submit finds its job even at the limit; a new one is refused
+        // when the user already has `limit` jobs queued or running.
+        let outcome = self
+            .db
+            .run(move |s| {
+                if let Some(k) = &new.idempotency_key {
+                    if let Some(j) = s.job_by_idempotency_key(uid, k)? {
+                        return Ok(Ok(shotline_store::Inserted {
+                            job: j,
+                            existing: true,
+                        }));
+                    }
+                }
+                let active = s.count_active_jobs_of_user(uid)?;
+                if active >= limit {
+                    return Ok(Err(active));
+                }
+                s.insert_job(&new).map(Ok)
+            })
+            .await?;
+        let inserted = match outcome {
+            Ok(i) => i,
+            Err(active) => {
+                return Err(ServiceError::new(
+                    codes::LIMIT_EXCEEDED,
+                    format!(
+                        "you have {active} queued or running jobs; the limit is {limit} (limits.max_queued_jobs_per_user): wait for some to finish or cancel some"
+                    ),
+                ))
+            }
+        };
         if inserted.existing && inserted.job.body != body {
             return Err(ServiceError::new(
                 codes::IDEMPOTENCY_CONFLICT,
@@ -311,6 +369,7 @@ impl Service {
         }
         let job = inserted.job;
         if !inserted.existing {
+            self.ctx.publish_status(status_of(&job));
             if let Some(s) = self.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
                 // If the scheduler is restarting it rebuilds its queue from the store: nothing is lost.
                 let _ = s.cast(SchedulerMsg::Enqueue {
@@ -328,7 +387,7 @@ impl Service {
         })
     }
 
-    async fn own_job(
+    pub(crate) async fn own_job(
         &self,
         user: &UserRecord,
         job_id: &str,

@@ -1,0 +1,149 @@
+//! Session and operator verbs: logout, whoami, self-registration, backend pause/resume, emergency stop, and
+//! user administration (used by the local admin socket).
+
+use shotline_protocol::wire::codes;
+use shotline_store::UserRecord;
+
+use super::Service;
+use crate::auth;
+use crate::backend::BackendMsg;
+use crate::context::roles;
+use crate::error::ServiceError;
+use crate::time::utc_now;
+
+fn require_admin(user: &UserRecord) -> Result<(), ServiceError> {
+    if user.is_admin {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            codes::FORBIDDEN,
+            format!("user {} is not an administrator", user.name),
+        ))
+    }
+}
+
+impl Service {
+    /// Revokes `token`.
+    pub async fn logout(&self, token: &str) -> Result<(), ServiceError> {
+        self.authenticate(token).await?;
+        let hash = auth::token_hash(token);
+        self.db.run(move |s| s.revoke_token(&hash)).await?;
+        Ok(())
+    }
+
+    /// Creates a non-admin account, if the configuration allows self-registration.
+    pub async fn register(&self, user: &str, password: &str) -> Result<UserRecord, ServiceError> {
+        if !self.ctx.config().auth.allow_registration {
+            return Err(ServiceError::new(
+                codes::FORBIDDEN,
+                "self-registration is disabled on this server (auth.allow_registration); ask an operator",
+            ));
+        }
+        self.add_user(user, password, false).await
+    }
+
+    async fn backend_call<T: Send + 'static>(
+        &self,
+        name: &str,
+        build: impl FnOnce(ractor::RpcReplyPort<T>) -> BackendMsg,
+    ) -> Result<T, ServiceError> {
+        self.entry(name).await?;
+        let b = self
+            .ctx
+            .lookup::<BackendMsg>(&roles::backend(name))
+            .ok_or_else(|| ServiceError::unavailable(format!("backend {name} is restarting")))?;
+        // Stopping a running job waits for its shot boundary: allow more than the usual call timeout.
+        let timeout = self.ctx.call_timeout() * 4;
+        match b.call(build, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+            _ => Err(ServiceError::unavailable(format!(
+                "backend {name} did not answer"
+            ))),
+        }
+    }
+
+    /// Pauses (`true`) or resumes a backend (administrators).
+    pub async fn set_paused(
+        &self,
+        user: &UserRecord,
+        backend: &str,
+        paused: bool,
+    ) -> Result<String, ServiceError> {
+        require_admin(user)?;
+        self.backend_call(backend, |r| BackendMsg::SetPaused(paused, r))
+            .await?;
+        tracing::warn!(%backend, by = %user.name, paused, "backend pause changed");
+        Ok(if paused {
+            format!("backend {backend} paused: its running job was re-queued; queued jobs wait")
+        } else {
+            format!("backend {backend} resumed")
+        })
+    }
+
+    /// Emergency stop of every backend (administrators).
+    pub async fn estop(&self, user: &UserRecord) -> Result<String, ServiceError> {
+        require_admin(user)?;
+        tracing::warn!(by = %user.name, "EMERGENCY STOP");
+        let names: Vec<String> = self
+            .ctx
+            .config()
+            .backends
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        let mut failed = Vec::new();
+        for name in &names {
+            if let Err(e) = self.backend_call(name, BackendMsg::Estop).await {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(format!(
+                "emergency stop: {} backend(s) stopped, devices in their safe state, running jobs re-queued, backends paused until resumed",
+                names.len()
+            ))
+        } else {
+            Err(ServiceError::unavailable(format!(
+                "emergency stop incomplete: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
+    /// Disables or enables a user; a disabled user's tokens stop working at once.
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), ServiceError> {
+        let n = name.to_string();
+        self.db
+            .run(move |s| s.set_user_disabled(&n, disabled))
+            .await
+    }
+
+    /// Changes a user's password (and revokes the user's tokens).
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), ServiceError> {
+        auth::check_password_policy(password)
+            .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
+        let pw = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(ServiceError::internal)?;
+        let n = name.to_string();
+        self.db.run(move |s| s.set_password_hash(&n, &hash)).await
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>, ServiceError> {
+        self.db.run(|s| s.list_users()).await
+    }
+
+    /// Removes a user who never submitted a job.
+    pub async fn remove_user(&self, name: &str) -> Result<(), ServiceError> {
+        let n = name.to_string();
+        self.db.run(move |s| s.delete_user(&n)).await
+    }
+
+    /// A timestamp for admin messages.
+    pub fn now(&self) -> String {
+        utc_now()
+    }
+}

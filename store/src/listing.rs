@@ -1,0 +1,130 @@
+//! Queries for listings and account administration: job pages with filters, per-user counts, password
+//! changes, user removal.
+
+use rusqlite::params;
+
+use crate::records::{job_from_row, JobRecord, JOB_COLS};
+use crate::{Store, StoreError};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Filters of a job listing (all optional; newest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this user's jobs.
+    pub user_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// Submitted at or after (RFC 3339 UTC, normalised by the caller's format).
+    pub since: Option<String>,
+    /// Submitted before.
+    pub until: Option<String>,
+    /// Only jobs with `seq` below this (the cursor of the previous page).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+impl Store {
+    /// A page of jobs matching `f`, newest first, with their owners' names.
+    pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<(JobRecord, String)>> {
+        let since = f
+            .since
+            .as_deref()
+            .map(|s| crate::records::normalize_time("since", s))
+            .transpose()?;
+        let until = f
+            .until
+            .as_deref()
+            .map(|s| crate::records::normalize_time("until", s))
+            .transpose()?;
+        let cols: String = JOB_COLS
+            .split(',')
+            .map(|c| format!("j.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, u.name FROM jobs j JOIN users u ON u.id = j.user_id \
+             WHERE (?1 IS NULL OR j.user_id = ?1) AND (?2 IS NULL OR j.status = ?2) \
+             AND (?3 IS NULL OR j.backend = ?3) AND (?4 IS NULL OR j.submitted_at >= ?4) \
+             AND (?5 IS NULL OR j.submitted_at < ?5) AND (?6 IS NULL OR j.seq < ?6) \
+             ORDER BY j.seq DESC LIMIT ?7"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let width = JOB_COLS.split(',').count();
+        let rows = stmt.query_map(
+            params![
+                f.user_id,
+                f.status,
+                f.backend,
+                since,
+                until,
+                f.before_seq,
+                i64::from(f.limit.max(1))
+            ],
+            |r| Ok((job_from_row(r)?, r.get::<_, String>(width)?)),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The job a user submitted with idempotency key `key`, if any.
+    pub fn job_by_idempotency_key(&self, user_id: i64, key: &str) -> Result<Option<JobRecord>> {
+        use rusqlite::OptionalExtension;
+        let sql =
+            format!("SELECT {JOB_COLS} FROM jobs WHERE user_id = ?1 AND idempotency_key = ?2");
+        Ok(self
+            .conn
+            .query_row(&sql, params![user_id, key], job_from_row)
+            .optional()?)
+    }
+
+    /// Jobs of a user that are QUEUED or RUNNING.
+    pub fn count_active_jobs_of_user(&self, user_id: i64) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('QUEUED', 'RUNNING')",
+            [user_id],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Replaces a user's password hash and revokes every token of the user.
+    pub fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE users SET password_hash = ?1 WHERE name = ?2",
+            params![password_hash, name],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        }
+        self.conn.execute(
+            "UPDATE tokens SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            [name],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a user who never submitted a job (jobs keep their owner: disable such a user instead).
+    pub fn delete_user(&self, name: &str) -> Result<()> {
+        let Some(user) = self.user_by_name(name)? else {
+            return Err(StoreError::NotFound(format!("user {name:?}")));
+        };
+        let jobs: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE user_id = ?1",
+            [user.id],
+            |r| r.get(0),
+        )?;
+        if jobs > 0 {
+            return Err(StoreError::Conflict(format!(
+                "user {name:?} owns {jobs} job(s) whose records must keep their owner; disable the user instead"
+            )));
+        }
+        self.conn
+            .execute("DELETE FROM tokens WHERE user_id = ?1", [user.id])?;
+        self.conn
+            .execute("DELETE FROM users WHERE id = ?1", [user.id])?;
+        Ok(())
+    }
+}
