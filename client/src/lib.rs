@@ -160,6 +160,11 @@ impl Client {
         })
     }
 
+    /// The QUIC connection itself, for tools and tests that speak the wire directly.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
     /// How the server's certificate was trusted on this connection.
     pub fn pin_outcome(&self) -> Option<PinOutcome> {
         self.pin.outcome()

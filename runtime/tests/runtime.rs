@@ -9,5 +9,7 @@ mod e2e;
 mod embedding;
 #[path = "runtime/physics.rs"]
 mod physics;
+#[path = "runtime/remote.rs"]
+mod remote;
 #[path = "runtime/supervision.rs"]
 mod supervision;
