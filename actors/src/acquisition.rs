@@ -19,6 +19,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(2);
 pub enum AcquisitionMsg {
     /// Drain the rings.
     Poll,
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Start arguments.
@@ -109,6 +111,9 @@ impl Actor for AcquisitionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            AcquisitionMsg::InjectPanic => {
+                panic!("injected fault: AcquisitionMsg panics on request")
+            }
             AcquisitionMsg::Poll => {
                 state.drain_events();
                 while let Ok(report) = state.outputs.reports.pop() {

@@ -35,6 +35,8 @@ pub struct ExperimentOutcome {
 pub struct RunProgress {
     /// The job.
     pub job_id: String,
+    /// Its execution.
+    pub execution_id: String,
     /// Experiment index.
     pub experiment_index: u32,
     /// Experiment name.
@@ -47,6 +49,9 @@ pub struct RunProgress {
 
 /// Progress events are pushed at most this often per run (and once at its end).
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Progress is written to the store (the execution's detail) at most this often per run: after a crash it
+/// says at which shot the job was interrupted.
+pub const PROGRESS_PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Messages of analysis.
 pub enum AnalysisMsg {
@@ -65,6 +70,8 @@ pub enum AnalysisMsg {
     Shot(Box<ShotRecord>),
     /// The run ended.
     RunDone(Box<RunSummary>, TimingSummary),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// What analysis accumulates for one run.
@@ -77,6 +84,7 @@ pub struct RunAcc {
     done: oneshot::Sender<ExperimentOutcome>,
     progress: Option<RunProgress>,
     last_progress: Option<std::time::Instant>,
+    last_persisted: Option<std::time::Instant>,
 }
 
 impl RunAcc {
@@ -95,6 +103,20 @@ impl RunAcc {
 
 /// The analysis actor.
 pub struct AnalysisActor;
+
+/// Writes "shot K of N" into the execution's record, off the actor (fire and forget: progress is advice).
+fn persist_progress(ctx: &Ctx, p: &RunProgress, done_in_run: u64) {
+    let db = crate::persistence::Db::new(ctx);
+    let (id, detail) = (
+        p.execution_id.clone(),
+        format!("shot {} of {}", p.shots_before + done_in_run, p.shots_total),
+    );
+    tokio::spawn(async move {
+        let _ = db
+            .run(move |s| s.set_execution_progress(&id, &detail))
+            .await;
+    });
+}
 
 /// Single-shot analysis: the memory string of one shot record.
 pub fn memory_of(record: &ShotRecord) -> Option<String> {
@@ -135,6 +157,7 @@ impl Actor for AnalysisActor {
     ) -> Result<(), ActorProcessingErr> {
         let Analysis { ctx, runs } = state;
         match msg {
+            AnalysisMsg::InjectPanic => panic!("injected fault: AnalysisMsg panics on request"),
             AnalysisMsg::Begin {
                 run_id,
                 shots,
@@ -152,6 +175,7 @@ impl Actor for AnalysisActor {
                         done,
                         progress,
                         last_progress: None,
+                        last_persisted: None,
                     },
                 );
             }
@@ -184,6 +208,13 @@ impl Actor for AnalysisActor {
                         if due {
                             acc.last_progress = Some(now);
                             ctx.publish(acc.progress_event(p));
+                        }
+                        let persist = acc
+                            .last_persisted
+                            .is_none_or(|t| now.duration_since(t) >= PROGRESS_PERSIST_INTERVAL);
+                        if persist {
+                            acc.last_persisted = Some(now);
+                            persist_progress(ctx, p, acc.memory.len() as u64 + acc.empty);
                         }
                     }
                 }

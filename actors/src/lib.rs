@@ -19,6 +19,7 @@ pub mod auth;
 pub mod backend;
 pub mod context;
 pub mod error;
+pub mod faults;
 pub mod gateway;
 pub mod lock_manager;
 pub mod persistence;

@@ -62,6 +62,8 @@ pub enum LockMsg {
     },
     /// Every held lock: resource -> owner.
     List(RpcReplyPort<BTreeMap<String, String>>),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// The lock manager actor.
@@ -95,6 +97,7 @@ impl Actor for LockManagerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            LockMsg::InjectPanic => panic!("injected fault: LockMsg panics on request"),
             LockMsg::Acquire {
                 resource,
                 owner,

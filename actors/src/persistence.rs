@@ -24,6 +24,8 @@ pub enum PersistenceMsg {
     Run(DbWork),
     /// `(batches, ops)` committed so far by the current thread.
     Stats(ractor::RpcReplyPort<(u64, u64)>),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Start arguments.
@@ -61,6 +63,9 @@ impl Actor for PersistenceActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            PersistenceMsg::InjectPanic => {
+                panic!("injected fault: PersistenceMsg panics on request")
+            }
             PersistenceMsg::Run(work) => match state {
                 Some(t) => work(t),
                 None => return Err("the store thread is closed".into()),

@@ -35,6 +35,8 @@ pub enum RegistryMsg {
     SetOperational(String, bool, String),
     /// A backend was paused or resumed by an operator.
     SetPaused(String, bool),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Builds the published config of a configured backend.
@@ -98,6 +100,7 @@ impl Actor for RegistryActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RegistryMsg::InjectPanic => panic!("injected fault: RegistryMsg panics on request"),
             RegistryMsg::List(reply) => {
                 let _ = reply.send(state.values().cloned().collect());
             }

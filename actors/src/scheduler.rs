@@ -43,6 +43,8 @@ pub enum SchedulerMsg {
     Tick,
     /// Re-read the QUEUED jobs from the store (after a job was deferred) and dispatch.
     Reload,
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Scheduler state.
@@ -91,6 +93,7 @@ impl Actor for SchedulerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            SchedulerMsg::InjectPanic => panic!("injected fault: SchedulerMsg panics on request"),
             SchedulerMsg::Enqueue {
                 job_id,
                 backend,

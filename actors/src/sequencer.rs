@@ -28,6 +28,8 @@ pub enum SequencerMsg {
     Reset(RpcReplyPort<Result<(), String>>),
     /// The device's state.
     Status(RpcReplyPort<SequencerStatus>),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Start arguments.
@@ -89,6 +91,7 @@ impl Actor for SequencerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            SequencerMsg::InjectPanic => panic!("injected fault: SequencerMsg panics on request"),
             SequencerMsg::Program(timeline, reply) => {
                 let r = with_device(&state.device, state.timeout, move |d| {
                     d.program(&timeline).map_err(|e| e.to_string())

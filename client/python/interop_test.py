@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the repository
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from shotline_client import (  # noqa: E402

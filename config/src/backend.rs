@@ -55,6 +55,27 @@ pub enum OverflowPolicy {
     Degrade,
 }
 
+/// What a device fault (error, timeout, disconnect) does to the job it interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceFaultAction {
+    /// End the job ERROR naming the device and the fault (default).
+    #[default]
+    Fail,
+    /// Put the job back in the queue (counted against `recovery.max_attempts`).
+    Retry,
+}
+
+/// `backends[].device_faults`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceFaultSection {
+    /// What happens to the job.
+    pub action: DeviceFaultAction,
+    /// Pause the backend's queue until an operator resumes it (as labscript does).
+    pub pause_backend: bool,
+}
+
 /// One entry of `backends`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +108,9 @@ pub struct BackendSection {
     /// How instructions become device events.
     #[serde(default)]
     pub sequence: SequenceSection,
+    /// What a device fault does to the job and the backend.
+    #[serde(default)]
+    pub device_faults: DeviceFaultSection,
     /// The backend's devices (names unique).
     #[serde(default = "default_devices")]
     pub devices: Vec<DeviceSection>,

@@ -15,16 +15,17 @@ mod schema;
 mod validate;
 
 pub use backend::{
-    default_devices, BackendModel, BackendSection, DeviceDriver, DeviceSection, LoadStep,
-    MeasureStep, OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection,
-    TimingSection, UnderflowPolicy,
+    default_devices, BackendModel, BackendSection, DeviceDriver, DeviceFaultAction,
+    DeviceFaultSection, DeviceSection, LoadStep, MeasureStep, OverflowPolicy, RateStep,
+    RealtimeSection, RotationStep, SequenceSection, TimingSection, UnderflowPolicy,
 };
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, LoadedConfig};
 pub use parse::parse_str;
 pub use schema::{
-    AuthSection, Config, LimitsSection, LogFormat, LogLevel, LoggingSection, PersistenceSection,
-    ServiceSection, SupervisionSection, TlsMode, TlsSection,
+    AuthSection, Config, FaultsSection, InterruptedPolicy, LimitsSection, LogFormat, LogLevel,
+    LoggingSection, PersistenceSection, RecoverySection, ServiceSection, SupervisionSection,
+    TlsMode, TlsSection,
 };
 
 /// The embedded default configuration: one simulated `singlequdit` backend.

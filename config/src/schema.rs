@@ -31,6 +31,12 @@ pub struct Config {
     /// The embedded store.
     #[serde(default)]
     pub persistence: PersistenceSection,
+    /// What happens to jobs interrupted by a crash or restart.
+    #[serde(default)]
+    pub recovery: RecoverySection,
+    /// Fault injection for tests and drills (off by default).
+    #[serde(default)]
+    pub faults: FaultsSection,
     /// The apparatuses users submit to (required, at least one).
     pub backends: Vec<BackendSection>,
 }
@@ -195,6 +201,45 @@ impl Default for SupervisionSection {
             call_timeout_ms: 5000,
         }
     }
+}
+
+/// What happens to a job found RUNNING when its backend starts (after a crash, a kill or a backend
+/// restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterruptedPolicy {
+    /// Put it back in the queue with its attempt count incremented, up to `max_attempts` (default).
+    #[default]
+    Requeue,
+    /// End it ERROR with "interrupted by restart at shot K of N".
+    Fail,
+}
+
+/// `recovery`: crash recovery policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverySection {
+    /// What to do with interrupted jobs.
+    pub on_interrupted: InterruptedPolicy,
+    /// A job interrupted by a crash or a fault is started at most this many times (1..=100).
+    pub max_attempts: u32,
+}
+
+impl Default for RecoverySection {
+    fn default() -> Self {
+        Self {
+            on_interrupted: InterruptedPolicy::Requeue,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// `faults`: the fault-injection facility (admin socket `shotline fault ...`), for tests and drills.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Accept fault-injection requests. Never enable this on an apparatus in use.
+    pub enabled: bool,
 }
 
 /// `persistence`: the embedded store.

@@ -50,6 +50,11 @@ pub enum AdminRequest {
         /// Name.
         name: String,
     },
+    /// Inject a fault (only with `faults.enabled`).
+    Fault {
+        /// What and where.
+        spec: shotline_actors::faults::FaultSpec,
+    },
 }
 
 /// One user in a listing (never the password hash).
@@ -243,6 +248,10 @@ async fn handle(service: &Service, request: AdminRequest) -> AdminResponse {
                     })
                     .collect(),
             },
+            Err(e) => failed(e),
+        },
+        AdminRequest::Fault { spec } => match service.inject_fault(spec).await {
+            Ok(m) => ok(m),
             Err(e) => failed(e),
         },
         AdminRequest::RemoveUser { name } => match service.remove_user(&name).await {

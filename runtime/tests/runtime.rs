@@ -7,6 +7,8 @@ mod common;
 mod e2e;
 #[path = "runtime/embedding.rs"]
 mod embedding;
+#[path = "runtime/faults.rs"]
+mod faults;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]

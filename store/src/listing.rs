@@ -80,6 +80,16 @@ impl Store {
             .optional()?)
     }
 
+    /// Records where a running execution is (e.g. `shot 120 of 3000`), so that a crash can say where it
+    /// interrupted the job.
+    pub fn set_execution_progress(&self, id: &str, detail: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE executions SET detail = ?1 WHERE id = ?2 AND ended_at IS NULL",
+            params![detail, id],
+        )?;
+        Ok(())
+    }
+
     /// Jobs of a user that are QUEUED or RUNNING.
     pub fn count_active_jobs_of_user(&self, user_id: i64) -> Result<u64> {
         let n: i64 = self.conn.query_row(

@@ -3,7 +3,7 @@
 //! for loading, rotations and imaging act on it with the configured rates.
 
 use shotline_config::{BackendSection, DeviceDriver};
-use shotline_hal::sim::{Coupling, SimDevice, SimDriver, SimWorld};
+use shotline_hal::sim::{Coupling, FaultSwitch, SimDevice, SimDriver, SimWorld};
 use shotline_hal::DeviceHandle;
 
 /// The devices of one backend and the simulated apparatus they share.
@@ -12,6 +12,8 @@ pub struct BackendDevices {
     pub handles: Vec<DeviceHandle>,
     /// The simulated atoms.
     pub world: SimWorld,
+    /// Fault-injection switches of the simulated devices, by device name.
+    pub faults: Vec<(String, FaultSwitch)>,
 }
 
 /// What the device named `name` does to the simulated atoms, from the sequence configuration.
@@ -41,6 +43,7 @@ fn coupling(section: &BackendSection, name: &str) -> Coupling {
 /// Creates the devices of `section`.
 pub fn build(section: &BackendSection) -> BackendDevices {
     let world = SimWorld::new(section.max_atoms);
+    let mut faults = Vec::new();
     let handles = section
         .devices
         .iter()
@@ -59,8 +62,13 @@ pub fn build(section: &BackendSection) -> BackendDevices {
                 &world,
                 coupling(section, &d.name),
             );
+            faults.push((d.name.clone(), dev.fault_switch()));
             shotline_hal::device::handle(Box::new(dev))
         })
         .collect();
-    BackendDevices { handles, world }
+    BackendDevices {
+        handles,
+        world,
+        faults,
+    }
 }

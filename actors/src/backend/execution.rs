@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use shotline_config::{BackendSection, OverflowPolicy};
+use shotline_config::{BackendSection, DeviceFaultAction, OverflowPolicy};
 use shotline_hal::shot_clock::{ClockControl, ExperimentRun, RunOutcome};
 use shotline_hal::DeviceHandle;
 use shotline_protocol::{
@@ -32,10 +32,6 @@ use crate::sequencer::SequencerMsg;
 use crate::time::{utc_day, utc_now};
 
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// A job interrupted by a fault or a crash is re-queued until it has been started this many times; then it
-/// ends ERROR. An interruption by a clean shutdown always re-queues.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The execution runs on.
 pub const STOP_NONE: u8 = 0;
@@ -88,6 +84,15 @@ pub enum ExecEnd {
         execution_id: Option<String>,
         /// Why.
         reason: String,
+    },
+    /// A device failed; `then` is what happened to the job (per `device_faults.action`).
+    DeviceFault {
+        /// The fault.
+        reason: String,
+        /// The backend must pause its queue.
+        pause_backend: bool,
+        /// The job's end.
+        then: Box<ExecEnd>,
     },
     /// Cancelled by its owner at a shot boundary.
     Cancelled {
@@ -232,7 +237,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
             Some(execution_id.clone()),
         ));
     }
-    let outcome = play_all(&env, &job_id, &parsed, seed, &stop).await;
+    let outcome = play_all(&env, &job_id, &execution_id, &parsed, seed, &stop).await;
     safe_state_all(&env).await;
     let end = match outcome {
         Ok(results) => commit_done(&env, &job_id, &execution_id, &parsed, results).await,
@@ -246,6 +251,41 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         Err(PlayError::Failed(reason)) => {
             fail(&env, &job_id, Some(execution_id.clone()), reason).await
         }
+        Err(PlayError::DeviceFault(reason)) => {
+            // Every device is already in its safe state (above); the policy decides the job's fate.
+            let policy = &env.section.device_faults;
+            tracing::error!(job = %job_id, %reason, "device fault");
+            let end = match policy.action {
+                DeviceFaultAction::Retry => {
+                    let max = env.ctx.config().recovery.max_attempts;
+                    let (jid, xid, why) = (job_id.clone(), execution_id.clone(), reason.clone());
+                    let r = env
+                        .db
+                        .run(move |s| {
+                            s.finish_execution(&xid, &utc_now(), "ERROR", Some(&why))?;
+                            requeue_in_store(s, &jid, None, &format!("{why}; re-queued"), Some(max))
+                        })
+                        .await;
+                    match r {
+                        Ok(Some(job)) => {
+                            notify_requeued(&env.ctx, &job);
+                            ExecEnd::Requeued {
+                                execution_id: execution_id.clone(),
+                            }
+                        }
+                        _ => fail(&env, &job_id, None, reason.clone()).await,
+                    }
+                }
+                DeviceFaultAction::Fail => {
+                    fail(&env, &job_id, Some(execution_id.clone()), reason.clone()).await
+                }
+            };
+            ExecEnd::DeviceFault {
+                reason,
+                pause_backend: policy.pause_backend,
+                then: Box::new(end),
+            }
+        }
     };
     release(&env, &resource, &execution_id).await;
     if let Some(registry) = env.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
@@ -257,6 +297,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
 enum PlayError {
     Stopped { shots_done: u64 },
     Failed(String),
+    DeviceFault(String),
 }
 
 /// One experiment's outcome with the seed it used.
@@ -270,6 +311,7 @@ struct Played {
 async fn play_all(
     env: &ExecEnv,
     job_id: &str,
+    execution_id: &str,
     job: &Job,
     job_seed: u64,
     stop: &AtomicU8,
@@ -299,6 +341,7 @@ async fn play_all(
                 done: tx,
                 progress: Some(RunProgress {
                     job_id: job_id.to_string(),
+                    execution_id: execution_id.to_string(),
                     experiment_index: index as u32,
                     experiment: name.clone(),
                     shots_before: done_before(&played),
@@ -373,7 +416,7 @@ async fn play_all(
                 error,
             } => {
                 let when = shot.map(|s| format!("in shot {s}")).unwrap_or_else(|| "while arming".into());
-                return Err(PlayError::Failed(format!(
+                return Err(PlayError::DeviceFault(format!(
                     "{name}: device {device_name} failed {when}: {error}; {shots_done} shots completed"
                 )));
             }
@@ -549,6 +592,13 @@ async fn commit_done(
     let committed = env
         .db
         .run(move |s| {
+            // Only the live execution of a RUNNING job may commit its result (a backend restart may have
+            // re-queued or failed the job meanwhile).
+            match (s.job(&jid)?, s.execution(&xid)?) {
+                (Some(j), Some(e))
+                    if j.status == JobStatus::Running.as_str() && e.ended_at.is_none() => {}
+                _ => return Ok(false),
+            }
             let now = utc_now();
             for row in &shot_rows {
                 s.insert_shot_data(row)?;
@@ -561,11 +611,16 @@ async fn commit_done(
                 Some(&format!("execution {xid}")),
                 None,
                 &now,
-            )
+            )?;
+            Ok(true)
         })
         .await;
     match committed {
-        Ok(()) => {
+        Ok(false) => {
+            tracing::warn!(job = %job_id, execution = %execution_id, "the job was resolved elsewhere; result discarded");
+            ExecEnd::Skipped
+        }
+        Ok(true) => {
             env.ctx.publish_status(StatusRecord {
                 job_id: job_id.to_string(),
                 status: JobStatus::Done,
@@ -677,6 +732,7 @@ pub async fn cancelled(
 
 /// Puts a RUNNING job back in the queue (stopped at a shot boundary by shutdown or pause).
 pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str, counted: bool) -> ExecEnd {
+    let limit = counted.then(|| env.ctx.config().recovery.max_attempts);
     let (jid, xid) = (job_id.to_string(), execution_id.to_string());
     let r = env
         .db
@@ -686,7 +742,7 @@ pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str, counted: b
                 &jid,
                 Some(&xid),
                 "stopped at a shot boundary; re-queued",
-                counted,
+                limit,
             )
         })
         .await;
@@ -718,14 +774,15 @@ pub fn notify_requeued(ctx: &Ctx, job: &shotline_store::JobRecord) {
     }
 }
 
-/// Store side of a re-queue: only a RUNNING job goes back to QUEUED (or ends ERROR when `counted` and it
-/// was started [`MAX_ATTEMPTS`] times); its execution is closed as interrupted.
+/// Store side of a re-queue: only a RUNNING job goes back to QUEUED (or ends ERROR when it was already
+/// started `max_attempts` times; `None`: no limit, for clean shutdowns); its execution is closed as
+/// interrupted.
 pub fn requeue_in_store(
     s: &shotline_store::Store,
     job_id: &str,
     execution_id: Option<&str>,
     why: &str,
-    counted: bool,
+    max_attempts: Option<u32>,
 ) -> Result<Option<shotline_store::JobRecord>, shotline_store::StoreError> {
     let now = utc_now();
     if let Some(x) = execution_id {
@@ -736,7 +793,7 @@ pub fn requeue_in_store(
         }
     }
     match s.job(job_id)? {
-        Some(j) if counted && j.status == "RUNNING" && j.attempts >= MAX_ATTEMPTS => {
+        Some(j) if j.status == "RUNNING" && max_attempts.is_some_and(|m| j.attempts >= m) => {
             let reason = format!("{why}; gave up after {} attempts", j.attempts);
             s.set_job_status(
                 job_id,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use shotline_config::{BackendSection, UnderflowPolicy as CfgPolicy};
+use shotline_config::{BackendSection, InterruptedPolicy, UnderflowPolicy as CfgPolicy};
 use shotline_hal::realtime::RealtimeOptions;
 use shotline_hal::shot_clock::{self, ClockConfig, ClockControl, UnderflowPolicy};
 use shotline_hal::time::MonotonicTimer;
@@ -51,6 +51,13 @@ pub enum BackendMsg {
     SetPaused(bool, RpcReplyPort<()>),
     /// Emergency stop: pause, abort the running shot sequence at once, every device to its safe state.
     Estop(RpcReplyPort<()>),
+    /// Fault injection: a device or clock fault (tests and drills).
+    InjectFault(
+        crate::faults::FaultSpec,
+        RpcReplyPort<Result<String, String>>,
+    ),
+    /// Fault injection: panic inside the handler (tests and drills).
+    InjectPanic,
 }
 
 /// Start arguments.
@@ -96,10 +103,22 @@ pub struct BackendState {
     restarts: RestartTracker,
     restarting: bool,
     paused: bool,
+    faults: Vec<(String, shotline_hal::sim::FaultSwitch)>,
 }
 
 /// The backend supervisor actor.
 pub struct BackendActor;
+
+impl Drop for BackendState {
+    fn drop(&mut self) {
+        // Also when the supervisor is killed (no post_stop): its execution must not outlive it.
+        if let Some(r) = self.running.take() {
+            r.stop.store(execution::STOP_FAULT, Ordering::SeqCst);
+            r.task.abort();
+        }
+        self.clock.lock().abort();
+    }
+}
 
 /// The shot clock configuration of a backend.
 pub fn clock_config(section: &BackendSection) -> ClockConfig {
@@ -203,6 +222,46 @@ fn safe_state_devices(name: &str, devices: &[DeviceHandle], timeout: Duration) {
 }
 
 impl BackendState {
+    fn inject(&self, spec: crate::faults::FaultSpec) -> Result<String, String> {
+        use crate::faults::{DeviceFaultKind, FaultSpec};
+        use shotline_hal::sim::InjectedFault;
+        match spec {
+            FaultSpec::Device {
+                device,
+                kind,
+                at_shot,
+                hang_ms,
+                ..
+            } => {
+                let Some((_, switch)) = self.faults.iter().find(|(n, _)| *n == device) else {
+                    let names: Vec<&str> = self.faults.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(format!(
+                        "backend {} has no device {device:?}; devices: {}",
+                        self.args.section.name,
+                        names.join(", ")
+                    ));
+                };
+                switch.set(match kind {
+                    DeviceFaultKind::Error => InjectedFault::Error { at_shot },
+                    DeviceFaultKind::Hang => InjectedFault::Hang {
+                        at_shot,
+                        hang: Duration::from_millis(hang_ms),
+                    },
+                    DeviceFaultKind::Disconnect => InjectedFault::Disconnect,
+                    DeviceFaultKind::Clear => InjectedFault::None,
+                });
+                tracing::warn!(backend = %self.args.section.name, %device, ?kind, at_shot, "fault injected");
+                Ok(format!("device {device}: {kind:?} armed"))
+            }
+            FaultSpec::ClockDelay { delay_ns, .. } => {
+                self.clock.lock().delay_next_event(delay_ns);
+                tracing::warn!(backend = %self.args.section.name, delay_ns, "clock delay injected");
+                Ok(format!("the next event is applied {delay_ns} ns late"))
+            }
+            FaultSpec::Actor { .. } => Err("actor faults are handled by the service".into()),
+        }
+    }
+
     fn env(&self) -> ExecEnv {
         ExecEnv {
             ctx: self.args.ctx.clone(),
@@ -228,10 +287,11 @@ impl BackendState {
             }
             // Whatever happened, a job still RUNNING goes back to the queue.
             let job = r.job_id.clone();
+            let max_attempts = self.args.ctx.config().recovery.max_attempts;
             let requeued = Db::new(&self.args.ctx)
                 .run(move |s| {
-                    let counted = why != execution::STOP_SHUTDOWN;
-                    execution::requeue_in_store(s, &job, None, "interrupted; re-queued", counted)
+                    let limit = (why != execution::STOP_SHUTDOWN).then_some(max_attempts);
+                    execution::requeue_in_store(s, &job, None, "interrupted; re-queued", limit)
                 })
                 .await;
             if let Ok(Some(job)) = requeued {
@@ -243,39 +303,56 @@ impl BackendState {
 
 /// Before a backend (re)starts: no job of it can be running, so every job of this backend still RUNNING
 /// (from a previous process, or from this backend before it failed) is re-queued (or ended ERROR after
-/// [`execution::MAX_ATTEMPTS`]), and the backend's lock, whose owner is dead, is released (and logged).
+/// `recovery.max_attempts`; or, with `recovery.on_interrupted: fail`, ended ERROR "interrupted by restart at
+/// shot K of N"), and the backend's lock, whose owner is dead, is released (and logged).
 async fn recover(args: &BackendArgs) {
     let db = Db::new(&args.ctx);
     let backend = args.section.name.clone();
     let b = backend.clone();
+    let recovery = args.ctx.config().recovery.clone();
     let requeued = db
         .run(move |s| {
             let mut n = Vec::new();
             for j in s.jobs_with_status(shotline_protocol::JobStatus::Running.as_str())? {
-                if j.backend == b {
-                    let open = s
-                        .executions_for_job(&j.id)?
-                        .into_iter()
-                        .filter(|e| e.ended_at.is_none())
-                        .map(|e| e.id)
-                        .collect::<Vec<_>>();
-                    for x in &open {
-                        s.finish_execution(
-                            x,
-                            &crate::time::utc_now(),
-                            "INTERRUPTED",
-                            Some("the backend restarted"),
-                        )?;
-                    }
-                    let again = execution::requeue_in_store(
+                if j.backend != b {
+                    continue;
+                }
+                // Where the job was: the progress its last execution recorded ("shot K of N").
+                let open: Vec<_> = s
+                    .executions_for_job(&j.id)?
+                    .into_iter()
+                    .filter(|e| e.ended_at.is_none())
+                    .collect();
+                let at = open
+                    .iter()
+                    .filter_map(|e| e.detail.clone())
+                    .next_back()
+                    .unwrap_or_else(|| "an unknown shot".into());
+                let why = format!("interrupted by restart at {at}");
+                let now = crate::time::utc_now();
+                for x in &open {
+                    s.finish_execution(&x.id, &now, "INTERRUPTED", Some(&why))?;
+                }
+                let again = match recovery.on_interrupted {
+                    InterruptedPolicy::Requeue => execution::requeue_in_store(
                         s,
                         &j.id,
                         None,
-                        "interrupted by a restart; re-queued",
-                        true,
-                    )?;
-                    n.push((j.id, again));
-                }
+                        &format!("{why}; re-queued"),
+                        Some(recovery.max_attempts),
+                    )?,
+                    InterruptedPolicy::Fail => {
+                        s.set_job_status(
+                            &j.id,
+                            shotline_protocol::JobStatus::Error.as_str(),
+                            Some("failed"),
+                            Some(&why),
+                            &now,
+                        )?;
+                        None
+                    }
+                };
+                n.push((j.id, again));
             }
             Ok(n)
         })
@@ -348,6 +425,7 @@ impl Actor for BackendActor {
             running: None,
             restarting: false,
             paused,
+            faults: built.faults,
         })
     }
 
@@ -358,6 +436,10 @@ impl Actor for BackendActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            BackendMsg::InjectFault(spec, reply) => {
+                let _ = reply.send(state.inject(spec));
+            }
+            BackendMsg::InjectPanic => panic!("injected fault: BackendMsg panics on request"),
             BackendMsg::Offer(job_id, reply) => {
                 if state.running.is_some() || state.restarting || state.paused {
                     let _ = reply.send(false);
@@ -379,6 +461,16 @@ impl Actor for BackendActor {
                     state.running = None;
                 }
                 tracing::info!(backend = %state.args.section.name, job = %job_id, ?end, "execution ended");
+                if let ExecEnd::DeviceFault {
+                    reason,
+                    pause_backend: true,
+                    ..
+                } = &end
+                {
+                    state.paused = true;
+                    set_registry_paused(&state.args, true);
+                    tracing::error!(backend = %state.args.section.name, %reason, "backend paused after a device fault (device_faults.pause_backend); resume it when the apparatus is fixed");
+                }
                 if let Some(s) = state.args.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
                     if let ExecEnd::Deferred { reason } = &end {
                         // The job is still QUEUED: the scheduler reloads its queue from the store a little

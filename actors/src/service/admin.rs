@@ -147,3 +147,77 @@ impl Service {
         utc_now()
     }
 }
+
+impl Service {
+    /// Injects a fault (only when `faults.enabled` is set in the configuration).
+    pub async fn inject_fault(
+        &self,
+        spec: crate::faults::FaultSpec,
+    ) -> Result<String, ServiceError> {
+        use crate::faults::{ActorFault, FaultSpec};
+        if !self.ctx.config().faults.enabled {
+            return Err(ServiceError::new(
+                codes::FORBIDDEN,
+                "fault injection is disabled (faults.enabled: false in the configuration)",
+            ));
+        }
+        match spec {
+            FaultSpec::Actor { role, mode } => {
+                let cell = ractor::registry::where_is(self.ctx.name(&role)).ok_or_else(|| {
+                    ServiceError::not_found(format!(
+                        "no actor {role:?} (e.g. scheduler, lock_manager, persistence, registry, gateway, backend:NAME, backend:NAME/acquisition, backend:NAME/analysis, backend:NAME/sequencer:DEVICE)"
+                    ))
+                })?;
+                tracing::warn!(%role, ?mode, "fault injected");
+                match mode {
+                    ActorFault::Kill => cell.kill(),
+                    ActorFault::Panic => {
+                        let sent = if role.contains("/sequencer:") {
+                            cell.send_message(crate::sequencer::SequencerMsg::InjectPanic)
+                                .map_err(|e| e.to_string())
+                        } else if role.ends_with("/acquisition") {
+                            cell.send_message(crate::acquisition::AcquisitionMsg::InjectPanic)
+                                .map_err(|e| e.to_string())
+                        } else if role.ends_with("/analysis") {
+                            cell.send_message(crate::analysis::AnalysisMsg::InjectPanic)
+                                .map_err(|e| e.to_string())
+                        } else if role.starts_with("backend:") {
+                            cell.send_message(BackendMsg::InjectPanic)
+                                .map_err(|e| e.to_string())
+                        } else {
+                            match role.as_str() {
+                                roles::SCHEDULER => cell
+                                    .send_message(crate::scheduler::SchedulerMsg::InjectPanic)
+                                    .map_err(|e| e.to_string()),
+                                roles::LOCK_MANAGER => cell
+                                    .send_message(crate::lock_manager::LockMsg::InjectPanic)
+                                    .map_err(|e| e.to_string()),
+                                roles::PERSISTENCE => cell
+                                    .send_message(crate::persistence::PersistenceMsg::InjectPanic)
+                                    .map_err(|e| e.to_string()),
+                                roles::REGISTRY => cell
+                                    .send_message(crate::registry::RegistryMsg::InjectPanic)
+                                    .map_err(|e| e.to_string()),
+                                _ => {
+                                    return Err(ServiceError::new(
+                                        codes::INVALID_ARGUMENT,
+                                        format!("{role} cannot be made to panic; use kill"),
+                                    ))
+                                }
+                            }
+                        };
+                        sent.map_err(ServiceError::unavailable)?;
+                    }
+                }
+                Ok(format!("{role}: {mode:?} injected"))
+            }
+            FaultSpec::Device { ref backend, .. } | FaultSpec::ClockDelay { ref backend, .. } => {
+                let name = backend.clone();
+                let r = self
+                    .backend_call(&name, |reply| BackendMsg::InjectFault(spec, reply))
+                    .await?;
+                r.map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))
+            }
+        }
+    }
+}

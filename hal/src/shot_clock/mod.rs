@@ -9,7 +9,7 @@
 
 pub mod records;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -101,6 +101,7 @@ pub struct ClockControl {
     commands: rtrb::Producer<Command>,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    delay: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -123,8 +124,10 @@ pub fn spawn(
     let (ev_tx, ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
     let abort = Arc::new(AtomicBool::new(false));
     let stopping = Arc::new(AtomicBool::new(false));
+    let delay = Arc::new(AtomicU64::new(0));
     let worker = Worker {
         stopping: stopping.clone(),
+        delay: delay.clone(),
         name: name.to_string(),
         config,
         timer,
@@ -142,6 +145,7 @@ pub fn spawn(
             commands: cmd_tx,
             abort,
             stopping,
+            delay,
             thread: Some(thread),
         },
         ClockOutputs {
@@ -170,6 +174,11 @@ impl ClockControl {
     /// Asks the running run to stop at the next shot boundary.
     pub fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
+    }
+
+    /// Fault injection: the next event is applied `ns` late (tests and drills of the underflow path).
+    pub fn delay_next_event(&self, ns: u64) {
+        self.delay.store(ns, Ordering::SeqCst);
     }
 
     /// A flag the owner can hand to others (e.g. an emergency stop) to abort runs.
@@ -204,6 +213,7 @@ struct Worker {
     events: rtrb::Producer<EventRecord>,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    delay: Arc<AtomicU64>,
 }
 
 /// One entry of the merged schedule: (time, device, event index).
@@ -363,7 +373,11 @@ impl Worker {
             let mut failed: Option<RunOutcome> = None;
             for &(t, d, e) in &schedule {
                 let deadline = t0.saturating_add(t);
-                let applied = self.timer.wait_until(deadline);
+                let mut applied = self.timer.wait_until(deadline);
+                let injected = self.delay.swap(0, Ordering::Relaxed);
+                if injected > 0 {
+                    applied = self.timer.wait_until(applied.saturating_add(injected));
+                }
                 let lateness = applied.saturating_sub(deadline) as i64;
                 let event = &run.timelines[d as usize].events[e as usize];
                 if let Err(error) = guards[d as usize].apply(e as usize, event, &ctx) {

@@ -4,6 +4,7 @@
 //! re-upload until the device is reset), follow the [`Lifecycle`] (refusing calls in the wrong state), check
 //! their setpoint range, and report every applied event to the [`SimWorld`].
 
+use super::fault::{FaultSwitch, Firing};
 use super::world::{Coupling, SimWorld};
 use crate::device::{Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext};
 use crate::lifecycle::{DeviceState, Lifecycle, Transition};
@@ -51,6 +52,7 @@ pub struct SimDevice {
     program: Option<DeviceTimeline>,
     uploads: u64,
     index: u16,
+    faults: FaultSwitch,
 }
 
 impl SimDevice {
@@ -80,7 +82,23 @@ impl SimDevice {
             program: None,
             uploads: 0,
             index,
+            faults: FaultSwitch::default(),
         }
+    }
+
+    /// The switch through which tests and drills inject faults into this device.
+    pub fn fault_switch(&self) -> FaultSwitch {
+        self.faults.clone()
+    }
+
+    fn disconnected(&self) -> Result<(), DeviceError> {
+        if self.faults.disconnected() {
+            return Err(DeviceError::Fault {
+                device: self.info.name.clone(),
+                reason: "disconnected (no answer on its link); reset it to reconnect".into(),
+            });
+        }
+        Ok(())
     }
 
     /// How many programs were really uploaded (identical re-programs are skipped).
@@ -154,6 +172,7 @@ impl Device for SimDevice {
     }
 
     fn program(&mut self, timeline: &DeviceTimeline) -> Result<bool, DeviceError> {
+        self.disconnected()?;
         self.step(Transition::BeginProgram)?;
         let checked = timeline
             .validate(self.info.clock_period_ns, self.info.channels)
@@ -178,6 +197,7 @@ impl Device for SimDevice {
     }
 
     fn arm(&mut self) -> Result<(), DeviceError> {
+        self.disconnected()?;
         self.lifecycle
             .check(Transition::Arm)
             .map_err(|e| DeviceError::WrongState {
@@ -210,6 +230,31 @@ impl Device for SimDevice {
                 state: self.lifecycle.state().name(),
             });
         }
+        match self.faults.check(shot.shot) {
+            Firing::No => {}
+            Firing::Error => {
+                let _ = self.step(Transition::Fail);
+                return Err(DeviceError::Fault {
+                    device: self.info.name.clone(),
+                    reason: format!("injected error in shot {}", shot.shot),
+                });
+            }
+            Firing::Hang(d) => {
+                std::thread::sleep(d);
+                let _ = self.step(Transition::Fail);
+                return Err(DeviceError::Fault {
+                    device: self.info.name.clone(),
+                    reason: format!("timed out: no answer for {} ms", d.as_millis()),
+                });
+            }
+            Firing::Disconnected => {
+                let _ = self.step(Transition::Fail);
+                return Err(DeviceError::Fault {
+                    device: self.info.name.clone(),
+                    reason: format!("disconnected in shot {}", shot.shot),
+                });
+            }
+        }
         self.world.on_event(self.slot, event, shot, &self.info.name)
     }
 
@@ -239,6 +284,7 @@ impl Device for SimDevice {
     }
 
     fn reset(&mut self) -> Result<(), DeviceError> {
+        self.faults.clear();
         let _ = self.step(Transition::Reset);
         self.program = None;
         self.world.set_program(self.slot, &[]);

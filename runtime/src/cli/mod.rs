@@ -68,6 +68,15 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Inject a fault into the running server (tests and drills; needs `faults.enabled`).
+    Fault {
+        /// What to inject.
+        #[command(subcommand)]
+        fault: FaultCommand,
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
     /// Log in to a server: stores a token and pins the server's certificate on first use.
     Login {
         /// Client options.
@@ -207,6 +216,44 @@ pub enum Command {
         /// Client options.
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+/// Fault injection targets.
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Make an actor panic or kill it (scheduler, lock_manager, persistence, registry, gateway,
+    /// backend:NAME, backend:NAME/acquisition, backend:NAME/analysis, backend:NAME/sequencer:DEVICE).
+    Actor {
+        /// The actor's role.
+        role: String,
+        /// panic or kill.
+        #[arg(long, default_value = "panic")]
+        mode: String,
+    },
+    /// Make a simulated device fail, hang, disconnect, or clear its fault.
+    Device {
+        /// Backend.
+        backend: String,
+        /// Device.
+        device: String,
+        /// error, hang, disconnect or clear.
+        #[arg(long)]
+        kind: String,
+        /// First shot affected.
+        #[arg(long, default_value_t = 0)]
+        at_shot: u64,
+        /// Hang duration.
+        #[arg(long, default_value_t = 1000)]
+        hang_ms: u64,
+    },
+    /// Apply the next event of a backend's shot clock late.
+    Clock {
+        /// Backend.
+        backend: String,
+        /// How late.
+        #[arg(long)]
+        delay_ns: u64,
     },
 }
 

@@ -174,3 +174,48 @@ async fn set_disabled(name: String, data: DataDirArgs, disabled: bool) -> anyhow
     .await?;
     print(r, via, false)
 }
+
+/// Sends a fault-injection request to the running server.
+pub async fn fault(fault: super::FaultCommand, data: DataDirArgs) -> anyhow::Result<()> {
+    use shotline_actors::faults::{ActorFault, DeviceFaultKind, FaultSpec};
+    let spec = match fault {
+        super::FaultCommand::Actor { role, mode } => FaultSpec::Actor {
+            role,
+            mode: match mode.as_str() {
+                "panic" => ActorFault::Panic,
+                "kill" => ActorFault::Kill,
+                m => bail!("unknown mode {m:?}: use panic or kill"),
+            },
+        },
+        super::FaultCommand::Device {
+            backend,
+            device,
+            kind,
+            at_shot,
+            hang_ms,
+        } => FaultSpec::Device {
+            backend,
+            device,
+            kind: match kind.as_str() {
+                "error" => DeviceFaultKind::Error,
+                "hang" => DeviceFaultKind::Hang,
+                "disconnect" => DeviceFaultKind::Disconnect,
+                "clear" => DeviceFaultKind::Clear,
+                k => bail!("unknown kind {k:?}: use error, hang, disconnect or clear"),
+            },
+            at_shot,
+            hang_ms,
+        },
+        super::FaultCommand::Clock { backend, delay_ns } => {
+            FaultSpec::ClockDelay { backend, delay_ns }
+        }
+    };
+    let (dir, _) = data_dir(&data)?;
+    match admin::request(&dir, &AdminRequest::Fault { spec }).await? {
+        Some(r) => print(r, true, false),
+        None => bail!(
+            "no server is running on {}: faults are injected into a running server",
+            dir.display()
+        ),
+    }
+}
