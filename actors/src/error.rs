@@ -50,20 +50,10 @@ impl ServiceError {
 
     /// The job failed validation.
     pub fn validation(report: ValidationReport) -> Self {
-        let first = report
-            .errors
-            .first()
-            .map(|v| format!("; first: {}: {}", v.path, v.code.as_str()))
-            .unwrap_or_default();
-        let mut e = Self::new(
-            codes::VALIDATION_FAILED,
-            format!(
-                "the job is invalid: {} error{}{first}",
-                report.total,
-                if report.total == 1 { "" } else { "s" }
-            ),
-        );
-        e.path = report.errors.first().map(|v| v.path.clone());
+        // One message for every path (wire, embedding): the one `ErrorBody::validation` writes.
+        let body = ErrorBody::validation(report.clone());
+        let mut e = Self::new(codes::VALIDATION_FAILED, body.message);
+        e.path = body.path;
         e.report = Some(report);
         e
     }

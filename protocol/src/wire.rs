@@ -304,7 +304,7 @@ pub enum Response {
         /// The jobs.
         jobs: Vec<JobSummary>,
         /// Cursor of the next page (`after`), absent on the last page.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         next: Option<i64>,
     },
     /// The cancel was accepted: a queued job is CANCELLED; a running one stops at the next shot boundary
@@ -436,10 +436,10 @@ impl ErrorBody {
         let noun = if report.total == 1 { "error" } else { "errors" };
         let message = match report.errors.first() {
             Some(first) => format!(
-                "the job failed validation with {} {noun} (first: {}: {})",
+                "the job is invalid: {} {noun}; first: {}: {}",
                 report.total, first.path, first.code
             ),
-            None => "the job failed validation".to_string(),
+            None => "the job is invalid".to_string(),
         };
         ErrorBody {
             code: codes::VALIDATION_FAILED.to_string(),
