@@ -54,6 +54,11 @@ pub enum FaultSpec {
         #[serde(default)]
         hang_ms: u64,
     },
+    /// Every commit of the store is held this long before it runs (zero: back to normal).
+    StoreCommitDelay {
+        /// Delay in milliseconds.
+        delay_ms: u64,
+    },
     /// The next event of a backend's shot clock is applied late.
     ClockDelay {
         /// Backend.

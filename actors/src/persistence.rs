@@ -24,6 +24,8 @@ pub enum PersistenceMsg {
     Run(DbWork),
     /// `(batches, ops)` committed so far by the current thread.
     Stats(ractor::RpcReplyPort<(u64, u64)>),
+    /// Fault injection: hold every commit this long.
+    SetCommitDelay(Duration),
     /// Fault injection: panic inside the handler (tests and drills).
     InjectPanic,
 }
@@ -70,6 +72,11 @@ impl Actor for PersistenceActor {
                 Some(t) => work(t),
                 None => return Err("the store thread is closed".into()),
             },
+            PersistenceMsg::SetCommitDelay(d) => {
+                if let Some(t) = state {
+                    t.set_commit_delay(d);
+                }
+            }
             PersistenceMsg::Stats(reply) => {
                 let stats = state
                     .as_ref()

@@ -41,6 +41,8 @@ struct Task {
 struct Stats {
     batches: AtomicU64,
     ops: AtomicU64,
+    /// Fault injection: hold every COMMIT this long (tests of "acknowledged only after commit").
+    commit_delay_ns: AtomicU64,
 }
 
 /// Handle to the writer thread. Dropping it closes the queue, lets the thread finish what was
@@ -187,6 +189,14 @@ impl DbThread {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Fault injection: every later COMMIT is held this long before it runs (zero: none).
+    pub fn set_commit_delay(&self, delay: std::time::Duration) {
+        self.stats.commit_delay_ns.store(
+            delay.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
     /// Ops queued and not yet taken by the writer thread.
     pub fn queue_len(&self) -> usize {
         self.tx.as_ref().map(|tx| tx.len()).unwrap_or(0)
@@ -287,6 +297,10 @@ fn run_batch(store: &Store, batch: Vec<Task>, stats: &Stats) {
                 (task.fail)(StoreError::Panicked(msg));
             }
         }
+    }
+    let delay = stats.commit_delay_ns.load(Ordering::Relaxed);
+    if delay > 0 {
+        std::thread::sleep(std::time::Duration::from_nanos(delay));
     }
     let outcome = match spoiled {
         Some(msg) => Err(msg),

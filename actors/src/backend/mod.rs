@@ -258,7 +258,9 @@ impl BackendState {
                 tracing::warn!(backend = %self.args.section.name, delay_ns, "clock delay injected");
                 Ok(format!("the next event is applied {delay_ns} ns late"))
             }
-            FaultSpec::Actor { .. } => Err("actor faults are handled by the service".into()),
+            FaultSpec::Actor { .. } | FaultSpec::StoreCommitDelay { .. } => {
+                Err("actor and store faults are handled by the service".into())
+            }
         }
     }
 

@@ -211,6 +211,18 @@ impl Service {
                 }
                 Ok(format!("{role}: {mode:?} injected"))
             }
+            FaultSpec::StoreCommitDelay { delay_ms } => {
+                let p = self
+                    .ctx
+                    .lookup::<crate::persistence::PersistenceMsg>(roles::PERSISTENCE)
+                    .ok_or_else(|| ServiceError::unavailable("the store is restarting"))?;
+                p.cast(crate::persistence::PersistenceMsg::SetCommitDelay(
+                    std::time::Duration::from_millis(delay_ms),
+                ))
+                .map_err(|e| ServiceError::unavailable(e.to_string()))?;
+                tracing::warn!(delay_ms, "store commit delay injected");
+                Ok(format!("every commit is held {delay_ms} ms"))
+            }
             FaultSpec::Device { ref backend, .. } | FaultSpec::ClockDelay { ref backend, .. } => {
                 let name = backend.clone();
                 let r = self

@@ -287,3 +287,40 @@ async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_poli
     );
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_is_acknowledged_only_after_its_commit_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    // The pragmas are what the durability promise needs, read back from the file.
+    let reader = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
+    let p = reader.pragmas().unwrap();
+    assert_eq!((p.journal_mode.as_str(), p.synchronous), ("wal", 2));
+    // Hold every commit 400 ms: an acknowledgement sent before the commit would be seen here before the
+    // row is visible to another connection.
+    rt.service()
+        .inject_fault(FaultSpec::StoreCommitDelay { delay_ms: 400 })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let s = rt
+            .submit(
+                "singlequdit",
+                &job1(json!([["measure", [0], []]]), 1, None),
+                SubmitOptions::default(),
+            )
+            .await
+            .unwrap();
+        let row = reader.job(&s.job_id).unwrap();
+        assert!(
+            row.is_some(),
+            "acknowledged job {} is not on disk yet",
+            s.job_id
+        );
+    }
+    rt.service()
+        .inject_fault(FaultSpec::StoreCommitDelay { delay_ms: 0 })
+        .await
+        .unwrap();
+    rt.shutdown().await.unwrap();
+}
