@@ -3,6 +3,8 @@
 
 #[path = "runtime/common.rs"]
 mod common;
+#[path = "runtime/crash.rs"]
+mod crash;
 #[path = "runtime/e2e.rs"]
 mod e2e;
 #[path = "runtime/embedding.rs"]
