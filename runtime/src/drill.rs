@@ -202,17 +202,15 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
                 idempotency_key: Some(key.clone()),
                 ..Default::default()
             };
-            if let Ok(s) = tokio::time::timeout(
+            let submitted = tokio::time::timeout(
                 Duration::from_secs(5),
                 client.submit(&token, "singlequdit", job(shots_of(&key)), options),
             )
-            .await
-            {
-                if let Ok(s) = s {
-                    if let Some(previous) = acked.insert(key.clone(), s.job_id.clone()) {
-                        if previous != s.job_id {
-                            duplicated.insert(key);
-                        }
+            .await;
+            if let Ok(Ok(s)) = submitted {
+                if let Some(previous) = acked.insert(key.clone(), s.job_id.clone()) {
+                    if previous != s.job_id {
+                        duplicated.insert(key);
                     }
                 }
             }
