@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use shotline_config::BackendSection;
+
+use crate::backend::BackendMsg;
+use crate::context::{roles, Ctx};
 use shotline_protocol::catalog::singlequdit_config;
 use shotline_protocol::BackendConfig;
 
@@ -69,28 +72,39 @@ pub struct RegistryActor;
 impl Actor for RegistryActor {
     type Msg = RegistryMsg;
     type State = BTreeMap<String, BackendEntry>;
-    type Arguments = Vec<BackendSection>;
+    type Arguments = Ctx;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        sections: Vec<BackendSection>,
+        ctx: Ctx,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(sections
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    BackendEntry {
-                        config: publish(s),
-                        operational: true,
-                        paused: false,
-                        status_msg: "ready".into(),
-                        running_execution: None,
+        let mut entries = BTreeMap::new();
+        for s in &ctx.config().backends {
+            // After a registry restart the backends are alive and know whether they are paused.
+            let paused = match ctx.lookup::<BackendMsg>(&roles::backend(&s.name)) {
+                Some(b) => matches!(
+                    b.call(BackendMsg::IsPaused, Some(ctx.call_timeout())).await,
+                    Ok(ractor::rpc::CallResult::Success(true))
+                ),
+                None => false,
+            };
+            entries.insert(
+                s.name.clone(),
+                BackendEntry {
+                    config: publish(s),
+                    operational: true,
+                    paused,
+                    status_msg: if paused {
+                        "paused".into()
+                    } else {
+                        "ready".into()
                     },
-                )
-            })
-            .collect())
+                    running_execution: None,
+                },
+            );
+        }
+        Ok(entries)
     }
 
     async fn handle(

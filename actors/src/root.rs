@@ -90,7 +90,7 @@ impl RootState {
             Child::Registry => Actor::spawn_linked(
                 Some(ctx.name(roles::REGISTRY)),
                 RegistryActor,
-                ctx.config().backends.clone(),
+                ctx.clone(),
                 sup,
             )
             .await?

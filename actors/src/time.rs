@@ -1,6 +1,5 @@
 //! UTC time stamps as the store and the wire carry them (RFC 3339, milliseconds, `Z`).
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Now, as `2026-11-22T10:00:00.123Z`.
@@ -8,13 +7,20 @@ pub fn utc_now() -> String {
     format_utc(OffsetDateTime::now_utc())
 }
 
-/// `t` in the stored format.
+/// `t` in the stored format: UTC, always three fractional digits (`2026-11-22T10:00:00.120Z`), so that
+/// the strings sort like the times they name.
 pub fn format_utc(t: OffsetDateTime) -> String {
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// `now + seconds`, in the stored format.
@@ -28,4 +34,17 @@ pub fn utc_in(seconds: u64) -> String {
 pub fn utc_day() -> String {
     let d = OffsetDateTime::now_utc().date();
     format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_three_fractional_digits() {
+        let t = time::macros::datetime!(2026-11-22 10:00:00.12 UTC);
+        assert_eq!(format_utc(t), "2026-11-22T10:00:00.120Z");
+        let t = time::macros::datetime!(2026-11-22 10:00:00 UTC);
+        assert_eq!(format_utc(t), "2026-11-22T10:00:00.000Z");
+    }
 }

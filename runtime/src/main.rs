@@ -7,6 +7,11 @@ use cli::{Cli, Command};
 use shotline_client::SubmitOptions;
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools: output piped into `head` ends the process quietly instead of a panic.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Serve { config, .. } = &cli.command {
         reserve_shot_clock_cpus(config);
@@ -83,6 +88,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ),
         },
         Command::Logout { client } => cli::remote::logout(&client).await,
+        Command::Register {
+            user,
+            password_stdin,
+            client,
+        } => cli::remote::register(&client, &user, password_stdin).await,
         Command::Whoami { client } => cli::remote::whoami(&client).await,
         Command::Jobs {
             status,

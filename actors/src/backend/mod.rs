@@ -51,6 +51,8 @@ pub enum BackendMsg {
     SetPaused(bool, RpcReplyPort<()>),
     /// Emergency stop: pause, abort the running shot sequence at once, every device to its safe state.
     Estop(RpcReplyPort<()>),
+    /// Whether the backend is paused.
+    IsPaused(RpcReplyPort<bool>),
     /// Fault injection: a device or clock fault (tests and drills).
     InjectFault(
         crate::faults::FaultSpec,
@@ -438,6 +440,9 @@ impl Actor for BackendActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            BackendMsg::IsPaused(reply) => {
+                let _ = reply.send(state.paused);
+            }
             BackendMsg::InjectFault(spec, reply) => {
                 let _ = reply.send(state.inject(spec));
             }

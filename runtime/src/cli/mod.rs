@@ -111,6 +111,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Create an account on a server that allows self-registration.
+    Register {
+        /// Client options.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Revoke the stored token and forget the session.
     Logout {
         /// Client options.

@@ -310,6 +310,24 @@ pub async fn cancel(args: &ClientArgs, job_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates an account (self-registration), pinning the certificate like `login`.
+pub async fn register(args: &ClientArgs, user: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let server = server(args)?;
+    let home = Home::locate()?;
+    let password = super::read_password(
+        password_stdin,
+        &format!("new password for {user}@{server}: "),
+    )?;
+    let client = Client::connect(&server, &home.trust(None)).await?;
+    let name = client.register(user, &password).await?;
+    client.accept_first_use()?;
+    client.close().await;
+    println!(
+        "account {name} created on {server}; now `shotline login --server {server} --user {name}`"
+    );
+    Ok(())
+}
+
 /// Logs out: revokes the token and forgets the session.
 pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
     let server = server(args)?;

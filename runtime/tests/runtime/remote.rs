@@ -478,6 +478,19 @@ async fn pause_resume_and_estop() {
         JobStatus::Queued
     );
     assert!(c.backend(&admin, "singlequdit").await.unwrap().1.paused);
+    // A restarted registry learns the pause from the backend.
+    ractor::registry::where_is(r.rt.ctx().name("registry"))
+        .unwrap()
+        .kill();
+    let mut shown = false;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Ok((_, st)) = c.backend(&admin, "singlequdit").await {
+            shown = st.paused;
+            break;
+        }
+    }
+    assert!(shown, "the pause was forgotten by the restarted registry");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         c.status(&admin, &a.job_id).await.unwrap().status,
