@@ -93,13 +93,15 @@ impl Rng {
     }
 }
 
-struct Server {
-    child: Child,
-    addr: String,
+/// A `shotline serve` child process.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
-fn start(opts: &DrillOptions, config: &Path) -> Result<Server, DrillError> {
-    let mut child = Command::new(&opts.binary)
+/// Starts `binary serve --config CONFIG --listen 127.0.0.1:0` and waits for its ready line.
+pub(crate) fn spawn_server(binary: &Path, config: &Path) -> Result<Server, DrillError> {
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .env("RUST_LOG", "error")
@@ -142,30 +144,48 @@ fn shots_of(key: &str) -> u64 {
     20 + (n * 37) % 401
 }
 
-/// Runs one trial.
-pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
-    std::fs::create_dir_all(&opts.dir)?;
-    let data = opts.dir.join("data");
-    let config = opts.dir.join("drill.yaml");
-    let yaml = shotline_config::SIM_YAML.replacen(
+/// Writes `sim.yaml` with its data dir inside `dir` plus `extra` YAML; returns (config path, data dir).
+pub(crate) fn write_config(dir: &Path, extra: &str) -> Result<(PathBuf, PathBuf), DrillError> {
+    std::fs::create_dir_all(dir)?;
+    let data = dir.join("data");
+    let config = dir.join("shotline.yaml");
+    let mut yaml = shotline_config::SIM_YAML.replacen(
         "data_dir: ../data",
         &format!("data_dir: {}", data.display()),
         1,
     );
+    yaml.push_str(extra);
     std::fs::write(&config, yaml)?;
-    let mut add = Command::new(&opts.binary)
-        .args(["user", "add", "drill", "--password-stdin", "--data-dir"])
-        .arg(&data)
+    Ok((config, data))
+}
+
+/// Adds a user with the binary (no server running: straight into the store).
+pub(crate) fn add_user(
+    binary: &Path,
+    data: &Path,
+    name: &str,
+    password: &str,
+) -> Result<(), DrillError> {
+    let mut add = Command::new(binary)
+        .args(["user", "add", name, "--password-stdin", "--data-dir"])
+        .arg(data)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     if let Some(mut stdin) = add.stdin.take() {
-        stdin.write_all(b"drill-password\n")?;
+        stdin.write_all(format!("{password}\n").as_bytes())?;
     }
     if !add.wait()?.success() {
-        return Err(DrillError::Start("user add failed".into()));
+        return Err(DrillError::Start(format!("user add {name} failed")));
     }
+    Ok(())
+}
+
+/// Runs one trial.
+pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
+    let (config, data) = write_config(&opts.dir, "")?;
+    add_user(&opts.binary, &data, "drill", "drill-password")?;
     let trust = Trust::Pin {
         pins_file: opts.dir.join("pins.json"),
     };
@@ -175,7 +195,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
     let mut duplicated: BTreeSet<String> = BTreeSet::new();
     let mut next_key = 0u64;
     for _ in 0..=opts.kills {
-        let mut server = start(opts, &config)?;
+        let mut server = spawn_server(&opts.binary, &config)?;
         let born = Instant::now();
         let lifetime = Duration::from_millis(50 + rng.below(opts.max_run.as_millis() as u64));
         let client = Client::connect(&server.addr, &trust).await?;

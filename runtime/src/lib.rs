@@ -8,6 +8,7 @@ pub mod admin;
 pub mod drill;
 pub mod logging;
 pub mod runtime;
+pub mod soak;
 
 pub use runtime::{Runtime, RuntimeError, StartOptions, LOCAL_USER};
 pub use shotline_actors::service::{SubmitOptions, Submitted};

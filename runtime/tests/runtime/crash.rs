@@ -26,3 +26,24 @@ async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_no
     // Every acknowledged job ended (DONE, or ERROR with a reason after too many interruptions).
     assert!(report.done > 0, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_has_no_errors_and_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = shotline::soak::run(&shotline::soak::SoakOptions {
+        binary: env!("CARGO_BIN_EXE_shotline").into(),
+        dir: tmp.path().to_path_buf(),
+        clients: 8,
+        duration: Duration::from_secs(4),
+    })
+    .await
+    .expect("the soak runs");
+    println!("{}", serde_json::to_string(&report).unwrap());
+    assert_eq!(report.errors, 0, "{:?}", report.error_samples);
+    assert!(report.done > 0 && report.cancelled > 0, "{report:?}");
+    // Bounded: a few seconds of load must not grow the server by more than 64 MB.
+    assert!(
+        report.rss_max_kb < report.rss_start_kb + 64 * 1024,
+        "{report:?}"
+    );
+}
