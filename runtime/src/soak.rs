@@ -161,7 +161,7 @@ async fn client_loop(
             }
         };
         t.submitted += 1;
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             match client.cancel(&token, &sub.job_id).await {
                 Ok(_) => t.cancelled += 1,
                 // It may have finished already: not an error.
