@@ -1,11 +1,15 @@
-//! Shared helpers of the shotline benchmark binaries (`rings`, `shot_clock`).
+//! Shared helpers of the shotline benchmark binaries (`ring_hop`, `shot_clock`, `pipeline`, `e2e_inproc`).
 //!
 //! - [`parse_args`] / [`args_or_exit`]: the `--quick` / `--json` command line;
 //! - [`new_histogram`], [`Percentiles`]: nanosecond distributions summarised from an HDR histogram;
-//! - [`ResultRow`], [`Report`]: one JSON document (`--json`) or a readable table per run;
+//! - [`ResultRow`], [`Report`], [`Target`]: one JSON document (`--json`) or a readable table per run, with
+//!   the pass/miss of each performance target checked in that run;
+//! - [`inproc`]: an in-process shotline runtime on the embedded `sim.yaml`, and timed submissions;
 //! - [`thread_cpu_ns`]: CPU time of the calling thread, for the "fraction of wall time on CPU" figures.
 
 use std::fmt::Write as _;
+
+pub mod inproc;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -14,7 +18,7 @@ use serde_json::{Map, Value};
 /// Options shared by every benchmark binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Args {
-    /// Fewer iterations (each binary stays under 10 s).
+    /// Fewer iterations (each binary stays under 60 s).
     pub quick: bool,
     /// Print one JSON document instead of a table.
     pub json: bool,
@@ -56,8 +60,8 @@ where
 /// exits 2 on a bad argument.
 pub fn args_or_exit(binary: &str, about: &str) -> Args {
     let usage = format!(
-        "{about}\n\nusage: cargo run --release -p shotline-benches --bin {binary} -- [--quick] [--json]\n  \
-         --quick  fewer iterations (under 10 s)\n  --json   print one JSON document instead of a table"
+        "{about}\n\nusage: cargo run --release --bin {binary} -- [--quick] [--json]\n  \
+         --quick  fewer iterations (under 60 s)\n  --json   print one JSON document instead of a table"
     );
     match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(args)) => args,
@@ -216,17 +220,54 @@ impl Machine {
     }
 }
 
+/// A performance target checked against the figures of the same run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    /// Short identifier, also used as the boolean field on the row it concerns (e.g. `target_p99_vs_spin`).
+    pub name: String,
+    /// The result row it was checked on (set by [`Report::check`]).
+    pub row: String,
+    /// Whether the run met the target.
+    pub met: bool,
+    /// The target in words.
+    pub target: String,
+    /// The figures it was checked on, in words.
+    pub measured: String,
+}
+
+impl Target {
+    /// A checked target.
+    pub fn new(
+        name: &str,
+        met: bool,
+        target: impl Into<String>,
+        measured: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            row: String::new(),
+            met,
+            target: target.into(),
+            measured: measured.into(),
+        }
+    }
+}
+
 /// The output of one benchmark binary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// Binary name (`rings`, `shot_clock`).
+    /// Binary name (`ring_hop`, `shot_clock`, `pipeline`, `e2e_inproc`).
     pub benchmark: String,
     /// Whether `--quick` was given.
     pub quick: bool,
     /// Where it ran.
     pub machine: Machine,
-    /// One row per measured method.
+    /// One row per measured variant.
     pub results: Vec<ResultRow>,
+    /// The targets checked in this run (empty when the benchmark has none).
+    pub targets: Vec<Target>,
+    /// Notes on how to read the figures (method, quantisation).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -237,7 +278,23 @@ impl Report {
             quick: args.quick,
             machine: Machine::current(),
             results: Vec::new(),
+            targets: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// Records `target` and sets the boolean field `target.name` on the row called `row` (if present).
+    pub fn check(&mut self, row: &str, mut target: Target) {
+        target.row = row.into();
+        if let Some(r) = self.results.iter_mut().find(|r| r.name == row) {
+            r.extra.insert(target.name.clone(), target.met.into());
+        }
+        self.targets.push(target);
+    }
+
+    /// The row called `name`.
+    pub fn row(&self, name: &str) -> Option<&ResultRow> {
+        self.results.iter().find(|r| r.name == name)
     }
 
     /// The report as one JSON document.
@@ -278,6 +335,20 @@ impl Report {
                 us(r.max_ns),
                 extra.join(" ")
             );
+        }
+        for t in &self.targets {
+            let _ = writeln!(
+                out,
+                "target {:<28} {:<26} {}: {} (measured: {})",
+                t.name,
+                t.row,
+                if t.met { "PASS" } else { "MISS" },
+                t.target,
+                t.measured
+            );
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
         }
         out
     }
@@ -373,7 +444,7 @@ mod tests {
 
     #[test]
     fn json_has_the_documented_shape() {
-        let mut report = Report::new("rings", Args::default());
+        let mut report = Report::new("ring_hop", Args::default());
         let mut h = new_histogram();
         record(&mut h, 42);
         report.results.push(
@@ -383,7 +454,7 @@ mod tests {
                 .field("allocs", 0u64),
         );
         let v: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
-        assert_eq!(v["benchmark"], "rings");
+        assert_eq!(v["benchmark"], "ring_hop");
         assert_eq!(v["quick"], false);
         assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
         let row = &v["results"][0];
@@ -394,5 +465,20 @@ mod tests {
         assert_eq!(row["samples"], 1);
         assert_eq!(row["allocs"], 0);
         assert!(report.to_table().contains("rtrb_spsc"));
+        assert_eq!(v["targets"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_target_check_marks_its_row_and_is_listed() {
+        let mut report = Report::new("ring_hop", Args::default());
+        report.results.push(ResultRow::new("rtrb_spsc"));
+        report.check(
+            "rtrb_spsc",
+            Target::new("target_p99_vs_tokio", false, "3x lower", "2x"),
+        );
+        let v: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+        assert_eq!(v["results"][0]["target_p99_vs_tokio"], false);
+        assert_eq!(v["targets"][0]["met"], false);
+        assert!(report.to_table().contains("MISS"));
     }
 }

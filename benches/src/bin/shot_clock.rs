@@ -1,14 +1,21 @@
-//! `shot_clock`: how late a thread wakes up for an absolute deadline, and what waiting costs in CPU.
+//! `shot_clock`: how late a thread is for events scheduled every 100 µs on an absolute grid, for at least
+//! 10 s per method (`--quick`: 2 s), all methods in the same run:
 //!
-//! Compared in the same run, on a grid of deadlines every 100 µs and every 1 ms:
-//! - `shotline_hal::time::MonotonicTimer` (sleep with `clock_nanosleep(TIMER_ABSTIME)` until `margin` before
-//!   the deadline, then spin) with margins 0, 50 µs, 100 µs and 200 µs (the `sim.yaml` default), and margins
-//!   0 and 50 µs again with the thread's timer slack lowered from the default 50 µs to 1 ns;
-//! - `tokio::time::sleep_until` on a current-thread runtime;
-//! - `std::thread::sleep` for the remaining duration.
+//! - (a) `shot_clock_margin_Xus`: the shot clock's own wait, `shotline_hal::time::MonotonicTimer::new(X)`
+//!   (sleep with `clock_nanosleep(TIMER_ABSTIME)` until X before the deadline, then spin), in a thread
+//!   whose timer slack is 1 ns (`prctl(PR_SET_TIMERSLACK, 1)`, as the shot clock thread sets it). X = the
+//!   `sleep_margin_ns` of `configs/sim.yaml` (50 µs) and 100 µs; plus X = 50 µs with the kernel's default
+//!   50 µs timer slack, to show what the slack setting is worth;
+//! - (b) `bare_spin`: spin on the monotonic clock until the deadline (the baseline: the best this machine can
+//!   do, at 100 % of a CPU);
+//! - (c) `std_thread_sleep`: `std::thread::sleep(deadline - now)`;
+//! - (d) `tokio_sleep_until`: `tokio::time::sleep_until` on a current-thread runtime.
 //!
-//! Lateness = time the wait returned − deadline. `cpu_fraction` = CPU time of the waiting thread / wall time.
-//! Then the full path: the real shot clock thread with simulated devices plays back-to-back shots.
+//! The methods run interleaved in rounds of 10 000 waits (1 s) so that a noisy neighbour hits all of them
+//! alike. Lateness = time the wait returned − deadline. `cpu_fraction` = CPU time of the waiting thread /
+//! wall time. Targets (checked on the sim.yaml margin): p99 ≤ max(1.5 × bare-spin p99, bare-spin p99 + 1 µs);
+//! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. Then the full path: the real shot clock thread with
+//! simulated devices plays back-to-back shots with the sim.yaml timing.
 
 use std::time::{Duration, Instant};
 
@@ -16,44 +23,53 @@ use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
 use shotline_benches::{
     args_or_exit, fraction, new_histogram, record, thread_cpu_ns, Percentiles, Report, ResultRow,
+    Target,
 };
+use shotline_config::{parse_str, SIM_YAML};
 use shotline_hal::device::{handle, DeviceHandle};
 use shotline_hal::shot_clock::{self, ClockReport, RunOutcome};
 use shotline_hal::sim::{Coupling, SimDevice, SimDriver, SimWorld};
 use shotline_hal::time::{monotonic_ns, MonotonicTimer, Nanos, ShotTimer};
 use shotline_hal::{Action, ClockConfig, DeviceTimeline, Event, ExperimentRun, UnderflowPolicy};
 
+/// Spacing of the deadlines.
+const PERIOD_NS: Nanos = 100_000;
+/// Waits per method per round (1 s at 100 µs).
+const WAITS_PER_ROUND: u64 = 10_000;
+
 /// A way of waiting for a deadline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
-    /// `MonotonicTimer::new(margin_ns)`; `slack_1ns`: with the thread's timer slack set to 1 ns
-    /// (`prctl(PR_SET_TIMERSLACK)`) instead of the kernel's default 50 µs.
-    Monotonic {
+    /// `MonotonicTimer::new(margin_ns)`; `slack_1ns`: with the thread's timer slack at 1 ns, like the shot
+    /// clock thread; otherwise the kernel's default (50 µs for normal threads).
+    ShotClock {
         margin_ns: Nanos,
         slack_1ns: bool,
     },
-    Tokio,
+    BareSpin,
     StdSleep,
+    Tokio,
 }
 
 impl Method {
     fn name(self) -> String {
         match self {
-            Method::Monotonic {
+            Method::ShotClock {
                 margin_ns,
                 slack_1ns,
             } => format!(
-                "monotonic_margin_{}us{}",
+                "shot_clock_margin_{}us{}",
                 margin_ns / 1000,
-                if slack_1ns { "_slack1ns" } else { "" }
+                if slack_1ns { "" } else { "_default_slack" }
             ),
-            Method::Tokio => "tokio_sleep_until".into(),
+            Method::BareSpin => "bare_spin".into(),
             Method::StdSleep => "std_thread_sleep".into(),
+            Method::Tokio => "tokio_sleep_until".into(),
         }
     }
 }
 
-/// The lateness distribution of one method at one period.
+/// The lateness distribution of one method, accumulated over rounds.
 struct Waits {
     lateness: Histogram<u64>,
     /// Waits that started after their deadline had already passed (the previous wait was later than a period).
@@ -87,14 +103,14 @@ impl Waits {
     }
 }
 
-/// Waits for `n` deadlines `period_ns` apart (absolute grid starting one period from now) with `method`.
-fn measure(method: Method, period_ns: Nanos, n: u64) -> Result<Waits> {
-    let mut waits = Waits::new();
+/// Waits for `n` deadlines `PERIOD_NS` apart (absolute grid starting one period from now) with `method`,
+/// adding to `waits`.
+fn measure(method: Method, n: u64, waits: &mut Waits) -> Result<()> {
     let cpu0 = thread_cpu_ns();
     let wall0 = monotonic_ns();
-    let first = wall0 + period_ns;
+    let first = wall0 + PERIOD_NS;
     match method {
-        Method::Monotonic {
+        Method::ShotClock {
             margin_ns,
             slack_1ns,
         } => {
@@ -103,7 +119,7 @@ fn measure(method: Method, period_ns: Nanos, n: u64) -> Result<Waits> {
             }
             let mut timer = MonotonicTimer::new(margin_ns);
             for i in 0..n {
-                let deadline = first + i * period_ns;
+                let deadline = first + i * PERIOD_NS;
                 let entered = monotonic_ns();
                 let returned = timer.wait_until(deadline);
                 waits.add(deadline, entered, returned);
@@ -113,9 +129,21 @@ fn measure(method: Method, period_ns: Nanos, n: u64) -> Result<Waits> {
                 set_timer_slack(0)?;
             }
         }
+        Method::BareSpin => {
+            for i in 0..n {
+                let deadline = first + i * PERIOD_NS;
+                let entered = monotonic_ns();
+                let mut now = entered;
+                while now < deadline {
+                    std::hint::spin_loop();
+                    now = monotonic_ns();
+                }
+                waits.add(deadline, entered, now);
+            }
+        }
         Method::StdSleep => {
             for i in 0..n {
-                let deadline = first + i * period_ns;
+                let deadline = first + i * PERIOD_NS;
                 let entered = monotonic_ns();
                 if deadline > entered {
                     std::thread::sleep(Duration::from_nanos(deadline - entered));
@@ -134,7 +162,7 @@ fn measure(method: Method, period_ns: Nanos, n: u64) -> Result<Waits> {
             let base_ns = monotonic_ns();
             rt.block_on(async {
                 for i in 0..n {
-                    let deadline = first + i * period_ns;
+                    let deadline = first + i * PERIOD_NS;
                     let at = base_instant + Duration::from_nanos(deadline.saturating_sub(base_ns));
                     let entered = monotonic_ns();
                     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
@@ -143,9 +171,9 @@ fn measure(method: Method, period_ns: Nanos, n: u64) -> Result<Waits> {
             });
         }
     }
-    waits.cpu_ns = thread_cpu_ns() - cpu0;
-    waits.wall_ns = monotonic_ns() - wall0;
-    Ok(waits)
+    waits.cpu_ns += thread_cpu_ns() - cpu0;
+    waits.wall_ns += monotonic_ns() - wall0;
+    Ok(())
 }
 
 /// Sets the calling thread's timer slack (ns; 0 = back to the thread's default).
@@ -161,15 +189,6 @@ fn set_timer_slack(ns: libc::c_ulong) -> Result<()> {
     Ok(())
 }
 
-/// `100us`, `1ms`: a period for row names (whole µs below 1 ms, whole ms above).
-fn period_label(period_ns: Nanos) -> String {
-    if period_ns >= 1_000_000 {
-        format!("{}ms", period_ns / 1_000_000)
-    } else {
-        format!("{}us", period_ns / 1000)
-    }
-}
-
 /// Cost of one `monotonic_ns()` read (vDSO on most kernels): average over `n` back-to-back reads.
 fn clock_read_cost(n: u64) -> (f64, f64) {
     let t0 = monotonic_ns();
@@ -182,7 +201,8 @@ fn clock_read_cost(n: u64) -> (f64, f64) {
     (elapsed as f64 / n as f64, n as f64 / (elapsed as f64 / 1e9))
 }
 
-const PERIOD_NS: Nanos = 10;
+/// Clock period of the simulated devices of the full path.
+const DEVICE_PERIOD_NS: Nanos = 10;
 
 fn pulse(t_ns: Nanos, duration_ns: Nanos, setpoint: f64) -> Event {
     Event {
@@ -213,7 +233,12 @@ fn rig() -> Result<(SimWorld, Vec<DeviceHandle>, Vec<DeviceTimeline>)> {
         .enumerate()
         .map(|(i, (name, driver, coupling))| {
             handle(Box::new(SimDevice::new(
-                name, *driver, PERIOD_NS, i as u16, &world, *coupling,
+                name,
+                *driver,
+                DEVICE_PERIOD_NS,
+                i as u16,
+                &world,
+                *coupling,
             )))
         })
         .collect();
@@ -271,13 +296,13 @@ fn task_cpu_ns(task: &std::path::Path) -> Option<u64> {
 }
 
 /// Plays `shots` back-to-back shots on the real shot clock with `MonotonicTimer::new(margin_ns)` and the
-/// sim.yaml timing (lead 200 µs, slack 100 µs, cycle 0), draining both rings every 1 ms like acquisition.
-fn full_path(margin_ns: Nanos, shots: u64) -> Result<ResultRow> {
+/// sim.yaml timing (`lead_ns`, `slack_ns`, cycle 0), draining both rings every 1 ms like acquisition.
+fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> Result<ResultRow> {
     let (_world, devices, timelines) = rig()?;
     let config = ClockConfig {
-        lead_ns: 200_000,
+        lead_ns,
         cycle_ns: 0,
-        slack_ns: 100_000,
+        slack_ns,
         underflow_policy: UnderflowPolicy::Record,
         ..ClockConfig::default()
     };
@@ -342,56 +367,118 @@ fn full_path(margin_ns: Nanos, shots: u64) -> Result<ResultRow> {
     )
 }
 
+/// The single-qudit backend's `timing` from the embedded `configs/sim.yaml`: (sleep margin, lead, slack).
+fn sim_timing() -> Result<(Nanos, Nanos, Nanos)> {
+    let config = parse_str(SIM_YAML, "sim.yaml").map_err(|e| anyhow!("embedded sim.yaml: {e}"))?;
+    let backend = config
+        .backends
+        .first()
+        .ok_or_else(|| anyhow!("embedded sim.yaml has no backend"))?;
+    let t = &backend.timing;
+    Ok((t.sleep_margin_ns, t.lead_ns, t.slack_ns))
+}
+
 fn main() -> Result<()> {
     let args = args_or_exit(
         "shot_clock",
-        "shot_clock: lateness and CPU cost of absolute-deadline waits (MonotonicTimer vs tokio vs std sleep), \
-         and the real shot clock on simulated devices",
+        "shot_clock: lateness of events every 100 µs (shot clock wait vs bare spin vs std sleep vs tokio \
+         sleep_until), and the real shot clock on simulated devices",
     );
-    let (n_100us, n_1ms, shots) = if args.quick {
-        (1_000u64, 200u64, 300u64)
+    let (rounds, shots) = if args.quick {
+        (2u64, 300u64)
     } else {
-        (5_000, 3_000, 2_000)
+        (10, 2_000)
     };
-    let mono = |margin_ns, slack_1ns| Method::Monotonic {
+    let (margin_ns, lead_ns, slack_ns) = sim_timing()?;
+    let other_margin = if margin_ns == 100_000 {
+        50_000
+    } else {
+        100_000
+    };
+    let shot_clock = Method::ShotClock {
         margin_ns,
-        slack_1ns,
+        slack_1ns: true,
     };
     let methods = [
-        mono(0, false),
-        mono(50_000, false),
-        mono(100_000, false),
-        mono(200_000, false),
-        mono(0, true),
-        mono(50_000, true),
-        Method::Tokio,
+        shot_clock,
+        Method::ShotClock {
+            margin_ns: other_margin,
+            slack_1ns: true,
+        },
+        Method::ShotClock {
+            margin_ns,
+            slack_1ns: false,
+        },
+        Method::BareSpin,
         Method::StdSleep,
+        Method::Tokio,
     ];
     let mut report = Report::new("shot_clock", args);
     let (read_ns, reads_per_s) = clock_read_cost(if args.quick { 200_000 } else { 2_000_000 });
+    let mut waits: Vec<Waits> = methods.iter().map(|_| Waits::new()).collect();
+    for _ in 0..rounds {
+        for (method, w) in methods.iter().zip(waits.iter_mut()) {
+            measure(*method, WAITS_PER_ROUND, w)
+                .with_context(|| format!("{} every {PERIOD_NS} ns", method.name()))?;
+        }
+    }
+    for (method, w) in methods.iter().zip(&waits) {
+        report.results.push(
+            ResultRow::new(method.name())
+                .percentiles(&Percentiles::of(&w.lateness))
+                .field("period_ns", PERIOD_NS)
+                .field("seconds", (w.wall_ns as f64 / 1e8).round() / 10.0)
+                .field("cpu_fraction", fraction(w.cpu_ns, w.wall_ns))
+                .field("behind", w.behind)
+                .field("early", w.early),
+        );
+    }
     report.results.push(
         ResultRow::new("monotonic_ns_read")
             .rate(reads_per_s.round())
             .field("ns_per_read", (read_ns * 10.0).round() / 10.0),
     );
-    for (period_ns, n) in [(100_000u64, n_100us), (1_000_000, n_1ms)] {
-        for method in methods {
-            let w = measure(method, period_ns, n)
-                .with_context(|| format!("{} every {period_ns} ns", method.name()))?;
-            report.results.push(
-                ResultRow::new(format!("{}@{}", method.name(), period_label(period_ns)))
-                    .percentiles(&Percentiles::of(&w.lateness))
-                    .field("period_ns", period_ns)
-                    .field("cpu_fraction", fraction(w.cpu_ns, w.wall_ns))
-                    .field("behind", w.behind)
-                    .field("early", w.early),
-            );
-        }
-    }
-    for margin_ns in [0, 50_000, 100_000, 200_000] {
-        report.results.push(
-            full_path(margin_ns, shots)
-                .with_context(|| format!("full path with margin {margin_ns} ns"))?,
+    report.results.push(
+        full_path(margin_ns, lead_ns, slack_ns, shots)
+            .with_context(|| format!("full path with margin {margin_ns} ns"))?,
+    );
+    let p99 = |m: Method| report.row(&m.name()).and_then(|r| r.p99_ns).unwrap_or(0);
+    let spin = p99(Method::BareSpin);
+    let tokio = p99(Method::Tokio);
+    let spin_limit = (spin.saturating_mul(3) / 2).max(spin.saturating_add(1_000));
+    let checked = [(methods[0], p99(methods[0])), (methods[1], p99(methods[1]))];
+    let load = format!("{:?}", report.machine.load_avg);
+    for (m, sc) in checked {
+        let name = m.name();
+        report.check(
+            &name,
+            Target::new(
+                "target_p99_vs_spin",
+                sc <= spin_limit,
+                "p99 <= max(1.5 x bare_spin p99, bare_spin p99 + 1 us)",
+                format!("p99 {sc} ns, bare_spin p99 {spin} ns, limit {spin_limit} ns"),
+            ),
+        );
+        report.check(
+            &name,
+            Target::new(
+                "target_p99_10us",
+                sc <= 10_000,
+                "p99 <= 10 us (on an idle machine)",
+                format!("p99 {sc} ns, load {load}"),
+            ),
+        );
+        report.check(
+            &name,
+            Target::new(
+                "target_p99_vs_tokio",
+                sc.saturating_mul(100) <= tokio,
+                "p99 at least 100 x lower than tokio_sleep_until p99",
+                format!(
+                    "p99 {sc} ns, tokio p99 {tokio} ns: {:.1} x lower",
+                    tokio as f64 / sc.max(1) as f64
+                ),
+            ),
         );
     }
     report.print(args.json)?;

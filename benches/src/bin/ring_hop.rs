@@ -1,9 +1,12 @@
-//! `rings`: hand-off of 64-byte records from a producer thread to a consumer thread, through the rtrb SPSC
-//! ring shotline's shot path uses and the obvious alternatives, compared in the same run.
+//! `ring_hop`: one 64-byte message from a producer thread to a consumer thread, through the rtrb SPSC ring
+//! shotline's shot path uses and the obvious alternatives (crossbeam-channel, tokio mpsc, std mpsc), all
+//! measured in the same run.
 //!
-//! Two figures per channel: throughput of a burst (the producer pushes N records as fast as the channel takes
-//! them; median of several bursts) and one-way latency at a paced rate (one record every 10 µs, stamped with
-//! the monotonic clock at push, measured at pop). All channels hold 4096 records.
+//! Per channel, one row named after the channel with the one-way hop latency at a paced rate (one record
+//! every 10 µs, stamped with the monotonic clock just before the push, measured at pop: p50/p99/p99.9/max),
+//! and one row `<channel>_burst` with the throughput of a burst (the producer pushes N records as fast as
+//! the channel takes them; median of several bursts). All channels hold 4096 records. Target: the rtrb hop
+//! p99 at least 3 × lower than tokio mpsc's in the same run.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +18,7 @@ use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
 use shotline_benches::{
     args_or_exit, fraction, new_histogram, record, thread_cpu_ns, Percentiles, Report, ResultRow,
+    Target,
 };
 use shotline_hal::time::monotonic_ns;
 
@@ -364,8 +368,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() -> Result<()> {
     let args = args_or_exit(
-        "rings",
-        "rings: hand-off of 64-byte records between two threads (rtrb vs crossbeam vs std vs tokio)",
+        "ring_hop",
+        "ring_hop: one 64-byte message across threads (rtrb vs crossbeam vs tokio mpsc vs std mpsc)",
     );
     let (burst_n, bursts, paced_n) = if args.quick {
         (100_000u64, 3usize, 20_000u64)
@@ -373,7 +377,8 @@ fn main() -> Result<()> {
         (1_000_000, 5, 200_000)
     };
     let warmup = (paced_n / 20).min(1_000);
-    let mut report = Report::new("rings", args);
+    let mut report = Report::new("ring_hop", args);
+    let mut burst_rows = Vec::new();
     for kind in Kind::ALL {
         let mut rates = Vec::with_capacity(bursts);
         let mut allocs = Vec::with_capacity(bursts);
@@ -389,16 +394,7 @@ fn main() -> Result<()> {
         let worst = rates.iter().copied().fold(f64::INFINITY, f64::min);
         report.results.push(
             ResultRow::new(kind.name())
-                .rate(median(&mut rates).round())
                 .percentiles(&Percentiles::of(&paced.latency))
-                .field("per_s_min", worst.round())
-                .field("per_s_max", best.round())
-                .field("burst", burst_n)
-                .field("bursts", bursts as u64)
-                .field(
-                    "allocs_per_burst",
-                    allocs.iter().max().copied().unwrap_or(0),
-                )
                 .field("interval_ns", INTERVAL_NS)
                 .field(
                     "consumer_cpu_fraction",
@@ -406,7 +402,32 @@ fn main() -> Result<()> {
                 )
                 .field("consumer", kind.consumer()),
         );
+        burst_rows.push(
+            ResultRow::new(format!("{}_burst", kind.name()))
+                .rate(median(&mut rates).round())
+                .field("per_s_min", worst.round())
+                .field("per_s_max", best.round())
+                .field("burst", burst_n)
+                .field("bursts", bursts as u64)
+                .field(
+                    "allocs_per_burst",
+                    allocs.iter().max().copied().unwrap_or(0),
+                ),
+        );
     }
+    report.results.extend(burst_rows);
+    let p99 = |name: &str| report.row(name).and_then(|r| r.p99_ns).unwrap_or(0);
+    let (rtrb, tokio) = (p99(Kind::RtrbSpin.name()), p99(Kind::Tokio.name()));
+    let target = Target::new(
+        "target_p99_vs_tokio",
+        rtrb.saturating_mul(3) <= tokio && tokio > 0,
+        "rtrb_spsc hop p99 at least 3 x lower than tokio_mpsc p99",
+        format!(
+            "rtrb p99 {rtrb} ns, tokio p99 {tokio} ns: {:.2} x lower",
+            tokio as f64 / rtrb.max(1) as f64
+        ),
+    );
+    report.check(Kind::RtrbSpin.name(), target);
     report.print(args.json)?;
     Ok(())
 }

@@ -1,0 +1,75 @@
+//! `e2e_inproc`: submit → DONE latency of a 1-experiment, 100-shot singlequdit job through the embedding API.
+//!
+//! One in-process runtime on the embedded `sim.yaml` (default timings: 200 µs lead, 50 µs sleep margin) in a
+//! temporary data dir; the job of `examples/rabi.json` (load 50 atoms, rlx(π/2), measure; 100 shots) is
+//! submitted N times one after the other (`--quick`: 20, else 100) after one warm-up job. Latency = from
+//! just before `Runtime::submit` to the first `Runtime::status` poll that reports DONE; the bench polls
+//! every 1 ms (`Runtime::wait` polls every 20 ms, which would quantise the figure to 20 ms), so each figure
+//! is up to ~1 ms long. Also reported: submit → first poll seeing RUNNING (queueing and compilation) and
+//! RUNNING → DONE (playing, analysis, persistence). Every job's result is checked to hold 100 measurements.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::Value;
+use shotline_benches::inproc::{
+    check_result, sim_config, start_runtime, submit_and_time, tokio_runtime, POLL,
+};
+use shotline_benches::{args_or_exit, new_histogram, record, Percentiles, Report, ResultRow};
+
+/// `examples/rabi.json`: one experiment, 100 shots.
+const RABI_JOB: &str = include_str!("../../../examples/rabi.json");
+
+fn main() -> Result<()> {
+    let args = args_or_exit(
+        "e2e_inproc",
+        "e2e_inproc: submit -> DONE latency of a 1-experiment 100-shot singlequdit job, in process",
+    );
+    let jobs = if args.quick { 20u64 } else { 100 };
+    let job: Value = serde_json::from_str(RABI_JOB).context("parsing examples/rabi.json")?;
+    let shots = job["experiment_0"]["shots"].as_u64().unwrap_or(0);
+    let config = sim_config()?;
+    let mut report = Report::new("e2e_inproc", args);
+    let dir = tempfile::tempdir().context("creating a temporary data dir")?;
+    let tokio = tokio_runtime(2)?;
+    let (mut total, mut queued, mut playing) = (new_histogram(), new_histogram(), new_histogram());
+    tokio.block_on(async {
+        let rt = start_runtime(config, dir.path()).await?;
+        let timeout = Duration::from_secs(60);
+        submit_and_time(&rt, "singlequdit", &job, timeout)
+            .await
+            .context("warm-up job")?;
+        for i in 0..jobs {
+            let t = submit_and_time(&rt, "singlequdit", &job, timeout)
+                .await
+                .with_context(|| format!("job {i}"))?;
+            check_result(&rt, &t.job_id, shots as usize).await?;
+            record(&mut total, t.total_ns());
+            record(&mut queued, t.running_ns.saturating_sub(t.submitted_ns));
+            record(&mut playing, t.running_to_done_ns());
+        }
+        rt.shutdown()
+            .await
+            .map_err(|e| anyhow!("runtime shutdown: {e}"))?;
+        anyhow::Ok(())
+    })?;
+    drop(tokio);
+    report.results.push(
+        ResultRow::new("submit_to_done")
+            .percentiles(&Percentiles::of(&total))
+            .field("shots_per_job", shots),
+    );
+    report
+        .results
+        .push(ResultRow::new("submit_to_running").percentiles(&Percentiles::of(&queued)));
+    report
+        .results
+        .push(ResultRow::new("running_to_done").percentiles(&Percentiles::of(&playing)));
+    report.notes.push(format!(
+        "status polled every {} ms (a thread sleep): figures are up to ~1 ms long; RUNNING is seen at the \
+         first poll after it is set",
+        POLL.as_millis()
+    ));
+    report.print(args.json)?;
+    Ok(())
+}
