@@ -520,7 +520,41 @@ pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     }
 }
 
-/// Decodes a frame body (without its prefix). Trailing bytes are an error.
+/// Decodes a client request, refusing every encoding the protocol does not allow (serde alone would also
+/// accept an array in field order, an `op` given as a number or as bytes, or integer field keys): the body
+/// must be one msgpack map whose keys are all strings, with a string `op`.
+pub fn decode_request(body: &[u8]) -> Result<Request, FrameError> {
+    let v: Value = decode_body(body)?;
+    let Value::Map(entries) = &v else {
+        return Err(FrameError::Decode(format!(
+            "a request is a msgpack map with string keys, got {}",
+            v.type_name()
+        )));
+    };
+    if let Some((k, _)) = entries.iter().find(|(k, _)| !matches!(k, Value::Str(_))) {
+        return Err(FrameError::Decode(format!(
+            "request keys must be strings, got a key of type {}",
+            k.type_name()
+        )));
+    }
+    match v.get("op") {
+        Some(Value::Str(_)) => {}
+        Some(other) => {
+            return Err(FrameError::Decode(format!(
+                "`op` must be a string naming the request, got {}",
+                other.type_name()
+            )))
+        }
+        None => {
+            return Err(FrameError::Decode(
+                "the request has no `op` field (a string naming the request)".into(),
+            ))
+        }
+    }
+    decode_body(body)
+}
+
+/// Decodes a frame body (one msgpack value) into `T`, refusing trailing bytes and excessive nesting.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     if body.is_empty() {
         return Err(FrameError::Empty);

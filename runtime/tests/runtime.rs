@@ -3,6 +3,8 @@
 
 #[path = "runtime/common.rs"]
 mod common;
+#[path = "runtime/corpus.rs"]
+mod corpus;
 #[path = "runtime/crash.rs"]
 mod crash;
 #[path = "runtime/e2e.rs"]

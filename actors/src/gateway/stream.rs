@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 use shotline_protocol::wire::{
-    codes, decode_body, encode_frame, frame_len, ErrorBody, FrameError, JobEvent, Request, Response,
+    codes, decode_request, encode_frame, frame_len, ErrorBody, FrameError, JobEvent, Request,
+    Response,
 };
 use shotline_store::UserRecord;
 use tokio::sync::broadcast::error::RecvError;
@@ -167,8 +168,9 @@ pub async fn serve(cx: StreamContext, mut send: SendStream, mut recv: RecvStream
             ),
         )),
         Ok(Err(r)) => Err(r),
-        Ok(Ok(body)) => decode_body::<Request>(&body)
-            .map_err(|e| error(codes::MALFORMED_REQUEST, e.to_string())),
+        Ok(Ok(body)) => {
+            decode_request(&body).map_err(|e| error(codes::MALFORMED_REQUEST, e.to_string()))
+        }
     };
     match request {
         Err(r) => {
