@@ -13,7 +13,7 @@
 pub mod error;
 mod more;
 
-pub use more::JobsQuery;
+pub use shotline_protocol::wire::{JobsQuery, SubmitOptions};
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -49,19 +49,6 @@ pub struct Submission {
     pub status: StatusRecord,
     /// True when an earlier submission with the same idempotency key was returned.
     pub duplicate: bool,
-}
-
-/// Options of a submission.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SubmitOptions {
-    /// Client-side id echoed in the result.
-    pub qobj_id: Option<String>,
-    /// Higher runs first.
-    pub priority: i32,
-    /// Free-form tags.
-    pub tags: Vec<String>,
-    /// Retry-safe key.
-    pub idempotency_key: Option<String>,
 }
 
 /// A connection to one shotline server.

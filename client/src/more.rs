@@ -2,30 +2,11 @@
 //! actions (pause, resume, estop).
 
 use shotline_protocol::wire::{
-    decode_body, encode_frame, frame_len, JobEvent, JobSummary, Request, Response,
+    decode_body, encode_frame, frame_len, JobEvent, JobSummary, JobsQuery, Request, Response,
 };
-use shotline_protocol::{JobStatus, StatusRecord};
+use shotline_protocol::StatusRecord;
 
 use crate::{unexpected, Client, ClientError};
-
-/// Filters of a job listing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobsQuery {
-    /// Only this status.
-    pub status: Option<JobStatus>,
-    /// Only this backend.
-    pub backend: Option<String>,
-    /// Submitted at or after (RFC 3339).
-    pub since: Option<String>,
-    /// Submitted before (RFC 3339).
-    pub until: Option<String>,
-    /// Page size.
-    pub limit: Option<u32>,
-    /// Cursor of the previous page.
-    pub after: Option<i64>,
-    /// Administrators: everyone's jobs.
-    pub all: bool,
-}
 
 impl Client {
     /// Revokes the token.

@@ -164,6 +164,38 @@ pub enum Request {
     },
 }
 
+/// Options of a submission besides the job itself (the optional fields of a `submit` request).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitOptions {
+    /// Client-side id echoed in the result.
+    pub qobj_id: Option<String>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Free-form tags.
+    pub tags: Vec<String>,
+    /// Retry-safe key: the same key returns the same job.
+    pub idempotency_key: Option<String>,
+}
+
+/// Filters of a job listing (the optional fields of a `jobs` request).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobsQuery {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// Submitted at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Submitted before (RFC 3339).
+    pub until: Option<String>,
+    /// Page size (1..=500; default 50).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub after: Option<i64>,
+    /// Administrators: everyone's jobs.
+    pub all: bool,
+}
+
 /// One job in a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {

@@ -70,6 +70,17 @@ pub struct UserLine {
     pub created_at: String,
 }
 
+impl From<shotline_store::UserRecord> for UserLine {
+    fn from(u: shotline_store::UserRecord) -> Self {
+        UserLine {
+            name: u.name,
+            admin: u.is_admin,
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
 /// An admin response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -238,15 +249,7 @@ async fn handle(service: &Service, request: AdminRequest) -> AdminResponse {
         }
         AdminRequest::ListUsers => match service.list_users().await {
             Ok(users) => AdminResponse::Users {
-                users: users
-                    .into_iter()
-                    .map(|u| UserLine {
-                        name: u.name,
-                        admin: u.is_admin,
-                        disabled: u.disabled,
-                        created_at: u.created_at,
-                    })
-                    .collect(),
+                users: users.into_iter().map(UserLine::from).collect(),
             },
             Err(e) => failed(e),
         },

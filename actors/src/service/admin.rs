@@ -122,11 +122,7 @@ impl Service {
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), ServiceError> {
         auth::check_password_policy(password)
             .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
-        let pw = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-            .await
-            .map_err(|e| ServiceError::internal(e.to_string()))?
-            .map_err(ServiceError::internal)?;
+        let hash = super::hash_off_thread(password).await?;
         let n = name.to_string();
         self.db.run(move |s| s.set_password_hash(&n, &hash)).await
     }

@@ -10,24 +10,7 @@ use crate::context::roles;
 use crate::error::ServiceError;
 use crate::time::utc_now;
 
-/// Filters of a job listing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobQuery {
-    /// Only this status.
-    pub status: Option<JobStatus>,
-    /// Only this backend.
-    pub backend: Option<String>,
-    /// Submitted at or after (RFC 3339).
-    pub since: Option<String>,
-    /// Submitted before (RFC 3339).
-    pub until: Option<String>,
-    /// Page size (1..=500; default 50).
-    pub limit: Option<u32>,
-    /// Cursor from the previous page.
-    pub after: Option<i64>,
-    /// Administrators: everyone's jobs.
-    pub all: bool,
-}
+pub use shotline_protocol::wire::JobsQuery as JobQuery;
 
 /// Largest page.
 pub const MAX_PAGE: u32 = 500;

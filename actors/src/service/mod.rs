@@ -27,18 +27,7 @@ fn dummy_hash() -> String {
         .clone()
 }
 
-/// Options of a submission besides the job itself.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SubmitOptions {
-    /// Client-side id echoed in the result.
-    pub qobj_id: Option<String>,
-    /// Higher runs first.
-    pub priority: i32,
-    /// Free-form tags.
-    pub tags: Vec<String>,
-    /// Retry-safe key: the same key returns the same job.
-    pub idempotency_key: Option<String>,
-}
+pub use shotline_protocol::wire::SubmitOptions;
 
 /// A successful submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +79,15 @@ async fn ask<M: Message, T: Send + 'static>(
         ))),
         Err(e) => Err(ServiceError::unavailable(format!("the {role}: {e}"))),
     }
+}
+
+/// Hashes a password with argon2id on a blocking thread (tens of milliseconds of CPU).
+pub(crate) async fn hash_off_thread(password: &str) -> Result<String, ServiceError> {
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await
+        .map_err(|e| ServiceError::internal(e.to_string()))?
+        .map_err(ServiceError::internal)
 }
 
 /// The status record of a stored job.
@@ -213,11 +211,7 @@ impl Service {
         auth::check_user_name(name).map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
         auth::check_password_policy(password)
             .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
-        let pw = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-            .await
-            .map_err(|e| ServiceError::internal(e.to_string()))?
-            .map_err(ServiceError::internal)?;
+        let hash = hash_off_thread(password).await?;
         let n = name.to_string();
         self.db
             .run(move |s| s.add_user(&n, None, &hash, is_admin, &utc_now()))

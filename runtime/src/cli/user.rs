@@ -129,15 +129,7 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
             let (r, via) = run(&data, AdminRequest::ListUsers, |s| {
                 let users = s.list_users().map_err(store_err)?;
                 Ok(AdminResponse::Users {
-                    users: users
-                        .into_iter()
-                        .map(|u| UserLine {
-                            name: u.name,
-                            admin: u.is_admin,
-                            disabled: u.disabled,
-                            created_at: u.created_at,
-                        })
-                        .collect(),
+                    users: users.into_iter().map(UserLine::from).collect(),
                 })
             })
             .await?;
