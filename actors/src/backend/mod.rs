@@ -113,12 +113,12 @@ pub struct BackendActor;
 
 impl Drop for BackendState {
     fn drop(&mut self) {
-        // Also when the supervisor is killed (no post_stop): its execution must not outlive it.
+        // Also when the supervisor is killed (no post_stop): its execution must not outlive it. It is
+        // cancelled, not asked to stop: like a crash, it must not settle its job, which stays RUNNING for
+        // the recovery of the restarted backend. The shot clock shuts down with the last handle on it.
         if let Some(r) = self.running.take() {
-            r.stop.store(execution::STOP_FAULT, Ordering::SeqCst);
             r.task.abort();
         }
-        self.clock.lock().abort();
     }
 }
 
