@@ -1,15 +1,19 @@
-//! Shared helpers of the shotline benchmark binaries (`ring_hop`, `shot_clock`, `pipeline`, `e2e_inproc`).
+//! Shared helpers of the shotline benchmark binaries (`ring_hop`, `shot_clock`, `pipeline`, `e2e_inproc`,
+//! `gateway`, `e2e_quic`) and drills (`crash_trials`, `soak`).
 //!
 //! - [`parse_args`] / [`args_or_exit`]: the `--quick` / `--json` command line;
 //! - [`new_histogram`], [`Percentiles`]: nanosecond distributions summarised from an HDR histogram;
 //! - [`ResultRow`], [`Report`], [`Target`]: one JSON document (`--json`) or a readable table per run, with
 //!   the pass/miss of each performance target checked in that run;
 //! - [`inproc`]: an in-process shotline runtime on the embedded `sim.yaml`, and timed submissions;
+//! - [`remote`]: an in-process runtime with the QUIC gateway, logged-in clients, the `shotline` binary for
+//!   the drills and their numeric options;
 //! - [`thread_cpu_ns`]: CPU time of the calling thread, for the "fraction of wall time on CPU" figures.
 
 use std::fmt::Write as _;
 
 pub mod inproc;
+pub mod remote;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

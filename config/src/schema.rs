@@ -142,6 +142,11 @@ pub struct AuthSection {
     pub token_ttl_s: u64,
     /// Whether clients may create their own accounts.
     pub allow_registration: bool,
+    /// Login attempts allowed per user name within a minute (1..=10_000).
+    pub login_attempts_per_user: u32,
+    /// Login attempts allowed per client address within a minute (1..=100_000); raise it when many users
+    /// share one address (NAT, a jump host).
+    pub login_attempts_per_address: u32,
 }
 
 impl Default for AuthSection {
@@ -149,6 +154,8 @@ impl Default for AuthSection {
         Self {
             token_ttl_s: 86_400,
             allow_registration: false,
+            login_attempts_per_user: 5,
+            login_attempts_per_address: 20,
         }
     }
 }

@@ -129,6 +129,18 @@ impl Config {
         v.at_least("limits.request_timeout_ms", l.request_timeout_ms, 1);
         v.at_least("supervision.period_ms", self.supervision.period_ms, 1);
         v.range("recovery.max_attempts", self.recovery.max_attempts, 1, 100);
+        v.range(
+            "auth.login_attempts_per_user",
+            self.auth.login_attempts_per_user,
+            1,
+            10_000,
+        );
+        v.range(
+            "auth.login_attempts_per_address",
+            self.auth.login_attempts_per_address,
+            1,
+            100_000,
+        );
         v.at_least(
             "supervision.call_timeout_ms",
             self.supervision.call_timeout_ms,

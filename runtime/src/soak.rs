@@ -199,7 +199,7 @@ async fn client_loop(
 /// Runs the soak.
 pub async fn run(opts: &SoakOptions) -> Result<SoakReport, DrillError> {
     let extra = format!(
-        "limits:\n  max_connections_per_user: 4\n  max_queued_jobs_per_user: 1000\n  max_streams_per_connection: 64\n# soak: {} clients\n",
+        "auth:\n  login_attempts_per_address: 100000\nlimits:\n  max_connections_per_user: 4\n  max_queued_jobs_per_user: 1000\n  max_streams_per_connection: 64\n# soak: {} clients\n",
         opts.clients
     );
     let (config, data) = write_config(&opts.dir, &extra)?;

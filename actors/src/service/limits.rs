@@ -6,18 +6,26 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Login attempts allowed per user name within [`WINDOW`].
+/// Default login attempts per user name within [`WINDOW`] (`auth.login_attempts_per_user`).
 pub const PER_USER: u32 = 5;
-/// Login attempts allowed per client address within [`WINDOW`].
+/// Default login attempts per client address within [`WINDOW`] (`auth.login_attempts_per_address`).
 pub const PER_ADDRESS: u32 = 20;
 /// The window.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// Counts attempts per key in a sliding window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoginLimiter {
     users: HashMap<String, Vec<Instant>>,
     addresses: HashMap<IpAddr, Vec<Instant>>,
+    per_user: u32,
+    per_address: u32,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(PER_USER, PER_ADDRESS)
+    }
 }
 
 fn admit(list: &mut Vec<Instant>, limit: u32, now: Instant) -> Result<(), Duration> {
@@ -31,6 +39,16 @@ fn admit(list: &mut Vec<Instant>, limit: u32, now: Instant) -> Result<(), Durati
 }
 
 impl LoginLimiter {
+    /// A limiter allowing `per_user` attempts per user name and `per_address` per address per window.
+    pub fn new(per_user: u32, per_address: u32) -> Self {
+        Self {
+            users: HashMap::new(),
+            addresses: HashMap::new(),
+            per_user: per_user.max(1),
+            per_address: per_address.max(1),
+        }
+    }
+
     /// Records an attempt; `Err(wait)` when the user or the address is over its limit.
     pub fn attempt(
         &mut self,
@@ -39,11 +57,11 @@ impl LoginLimiter {
         now: Instant,
     ) -> Result<(), Duration> {
         if let Some(a) = addr {
-            admit(self.addresses.entry(a).or_default(), PER_ADDRESS, now)?;
+            admit(self.addresses.entry(a).or_default(), self.per_address, now)?;
         }
         admit(
             self.users.entry(user.to_string()).or_default(),
-            PER_USER,
+            self.per_user,
             now,
         )?;
         if self.users.len() > 100_000 {

@@ -106,7 +106,10 @@ impl Service {
         Self {
             ctx: ctx.clone(),
             db: Db::new(ctx),
-            limiter: Default::default(),
+            limiter: std::sync::Arc::new(parking_lot::Mutex::new(limits::LoginLimiter::new(
+                ctx.config().auth.login_attempts_per_user,
+                ctx.config().auth.login_attempts_per_address,
+            ))),
         }
     }
 
