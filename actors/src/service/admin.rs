@@ -122,7 +122,7 @@ impl Service {
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), ServiceError> {
         auth::check_password_policy(password)
             .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
-        let hash = super::hash_off_thread(password).await?;
+        let hash = self.hash_off_thread(password).await?;
         let n = name.to_string();
         self.db.run(move |s| s.set_password_hash(&n, &hash)).await
     }

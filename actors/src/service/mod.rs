@@ -61,6 +61,9 @@ pub struct Service {
     ctx: Ctx,
     db: Db,
     limiter: std::sync::Arc<parking_lot::Mutex<limits::LoginLimiter>>,
+    /// argon2 runs at most this many at a time (one per core): each costs ~19 MiB and tens of ms of CPU,
+    /// so a burst of logins neither starves the machine nor balloons the memory.
+    hash_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 async fn ask<M: Message, T: Send + 'static>(
@@ -81,15 +84,6 @@ async fn ask<M: Message, T: Send + 'static>(
     }
 }
 
-/// Hashes a password with argon2id on a blocking thread (tens of milliseconds of CPU).
-pub(crate) async fn hash_off_thread(password: &str) -> Result<String, ServiceError> {
-    let pw = password.to_string();
-    tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-        .await
-        .map_err(|e| ServiceError::internal(e.to_string()))?
-        .map_err(ServiceError::internal)
-}
-
 /// The status record of a stored job.
 pub fn status_of(job: &shotline_store::JobRecord) -> StatusRecord {
     StatusRecord {
@@ -106,6 +100,9 @@ impl Service {
         Self {
             ctx: ctx.clone(),
             db: Db::new(ctx),
+            hash_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             limiter: std::sync::Arc::new(parking_lot::Mutex::new(limits::LoginLimiter::new(
                 ctx.config().auth.login_attempts_per_user,
                 ctx.config().auth.login_attempts_per_address,
@@ -116,6 +113,20 @@ impl Service {
     /// The runtime context.
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
+    }
+
+    /// Hashes a password with argon2id on a blocking thread, one hash per core at a time.
+    pub(crate) async fn hash_off_thread(&self, password: &str) -> Result<String, ServiceError> {
+        let _slot = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
+        let pw = password.to_string();
+        tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?
+            .map_err(ServiceError::internal)
     }
 
     /// Checks a password and issues a token. Attempts are rate-limited per user name and per address.
@@ -145,6 +156,11 @@ impl Service {
             None => (String::new(), false),
         };
         let pw = password.to_string();
+        let _slot = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
         let ok = tokio::task::spawn_blocking(move || {
             let hash = if hash.is_empty() { dummy_hash() } else { hash };
             auth::verify_password(&pw, &hash)
@@ -214,7 +230,7 @@ impl Service {
         auth::check_user_name(name).map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
         auth::check_password_policy(password)
             .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
-        let hash = hash_off_thread(password).await?;
+        let hash = self.hash_off_thread(password).await?;
         let n = name.to_string();
         self.db
             .run(move |s| s.add_user(&n, None, &hash, is_admin, &utc_now()))
