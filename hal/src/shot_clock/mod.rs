@@ -374,7 +374,11 @@ impl Worker {
             for &(t, d, e) in &schedule {
                 let deadline = t0.saturating_add(t);
                 let mut applied = self.timer.wait_until(deadline);
-                let injected = self.delay.swap(0, Ordering::Relaxed);
+                // Fault injection only: a plain load on the hot path, the swap only when armed.
+                let injected = match self.delay.load(Ordering::Relaxed) {
+                    0 => 0,
+                    _ => self.delay.swap(0, Ordering::Relaxed),
+                };
                 if injected > 0 {
                     applied = self.timer.wait_until(applied.saturating_add(injected));
                 }
