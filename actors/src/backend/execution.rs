@@ -251,6 +251,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         Err(PlayError::Failed(reason)) => {
             fail(&env, &job_id, Some(execution_id.clone()), reason).await
         }
+        Err(PlayError::Abandoned) => ExecEnd::Skipped,
         Err(PlayError::DeviceFault(reason)) => {
             // Every device is already in its safe state (above); the policy decides the job's fate.
             let policy = &env.section.device_faults;
@@ -296,6 +297,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
 
 enum PlayError {
     Stopped { shots_done: u64 },
+    Abandoned,
     Failed(String),
     DeviceFault(String),
 }
@@ -366,16 +368,21 @@ async fn play_all(
                 timelines,
             })
             .map_err(|e| PlayError::Failed(e.to_string()))?;
+        // A stop requested while the run was being handed over: abort it too (the abort covers every run
+        // already handed to the clock), so it ends at its first shot boundary.
+        if stop.load(Ordering::SeqCst) != STOP_NONE {
+            env.clock.lock().abort();
+        }
         // Generous watchdog: twice the planned duration plus half a minute.
         let watchdog = expected * 2 + Duration::from_secs(30);
         let outcome = match tokio::time::timeout(watchdog, rx).await {
             Ok(Ok(o)) => o,
             Ok(Err(_)) => {
-                // Analysis went away: the backend is restarting its actors; the job goes back to the queue.
+                // Analysis went away: its backend is restarting or dying. The job is left RUNNING for
+                // whoever settles it: the backend's one_for_all restart re-queues it after this task ends,
+                // the recovery of a restarted backend resolves it after a kill.
                 env.clock.lock().abort();
-                return Err(PlayError::Stopped {
-                    shots_done: done_before(&played),
-                });
+                return Err(PlayError::Abandoned);
             }
             Err(_) => {
                 env.clock.lock().abort();

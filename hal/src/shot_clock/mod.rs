@@ -99,7 +99,10 @@ pub enum ClockError {
 pub struct ClockControl {
     name: String,
     commands: rtrb::Producer<Command>,
-    abort: Arc<AtomicBool>,
+    /// Runs with an id below this one are aborted at their next shot boundary.
+    abort: Arc<AtomicU64>,
+    /// Id of the last run handed to the clock.
+    last_run: u64,
     stopping: Arc<AtomicBool>,
     delay: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
@@ -122,7 +125,7 @@ pub fn spawn(
     let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(4);
     let (rep_tx, rep_rx) = rtrb::RingBuffer::new(config.shot_ring.max(2));
     let (ev_tx, ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
-    let abort = Arc::new(AtomicBool::new(false));
+    let abort = Arc::new(AtomicU64::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
     let delay = Arc::new(AtomicU64::new(0));
     let worker = Worker {
@@ -144,6 +147,7 @@ pub fn spawn(
             name: name.to_string(),
             commands: cmd_tx,
             abort,
+            last_run: 0,
             stopping,
             delay,
             thread: Some(thread),
@@ -156,12 +160,13 @@ pub fn spawn(
 }
 
 impl ClockControl {
-    /// Queues a run. An abort requested before the clock picks the run up applies to the run playing now,
-    /// not to this one.
+    /// Queues a run. Run ids must increase from run to run: an abort applies to every run handed to the clock
+    /// before it (playing or still queued), never to a later one.
     pub fn start(&mut self, run: ExperimentRun) -> Result<(), ClockError> {
         if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
             return Err(ClockError::Stopped(self.name.clone()));
         }
+        self.last_run = self.last_run.max(run.run_id);
         self.commands
             .push(Command::Run(Box::new(run)))
             .map_err(|_| ClockError::Busy(self.name.clone()))?;
@@ -171,9 +176,11 @@ impl ClockControl {
         Ok(())
     }
 
-    /// Asks the running run to stop at the next shot boundary.
+    /// Asks the runs handed to the clock so far to stop at their next shot boundary (a run already queued
+    /// but not yet started stops before its first shot).
     pub fn abort(&self) {
-        self.abort.store(true, Ordering::SeqCst);
+        self.abort
+            .fetch_max(self.last_run.saturating_add(1), Ordering::SeqCst);
     }
 
     /// Fault injection: the next event is applied `ns` late (tests and drills of the underflow path).
@@ -181,15 +188,10 @@ impl ClockControl {
         self.delay.store(ns, Ordering::SeqCst);
     }
 
-    /// A flag the owner can hand to others (e.g. an emergency stop) to abort runs.
-    pub fn abort_flag(&self) -> Arc<AtomicBool> {
-        self.abort.clone()
-    }
-
     /// Aborts, stops the thread and waits for it (it releases every device lock first).
     pub fn shutdown(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.abort.store(true, Ordering::SeqCst);
+        self.abort.store(u64::MAX, Ordering::SeqCst);
         let _ = self.commands.push(Command::Shutdown);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
@@ -211,7 +213,7 @@ struct Worker {
     commands: rtrb::Consumer<Command>,
     reports: rtrb::Producer<ClockReport>,
     events: rtrb::Producer<EventRecord>,
-    abort: Arc<AtomicBool>,
+    abort: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
     delay: Arc<AtomicU64>,
 }
@@ -233,7 +235,6 @@ impl Worker {
         loop {
             match self.commands.pop() {
                 Ok(Command::Run(run)) => {
-                    self.abort.store(false, Ordering::SeqCst);
                     let summary = self.play(&run);
                     drop(run);
                     self.push_summary(summary);
@@ -320,7 +321,7 @@ impl Worker {
         let mut first_t0: Option<Nanos> = None;
         let mut readout = Readout::new();
         for shot in 0..run.shots {
-            if self.abort.load(Ordering::SeqCst) {
+            if run.run_id < self.abort.load(Ordering::SeqCst) {
                 summary.outcome = RunOutcome::Aborted;
                 break;
             }

@@ -80,7 +80,9 @@ fn long_job() -> Value {
             ["rlx", [0], [1.0]],
             ["measure", [0], []]
         ]),
-        4000,
+        // ~10 s of shots: long enough that a cancel, a pause or an estop always finds it running, even on
+        // a loaded machine; every test that uses it stops it early.
+        40_000,
         Some(3),
     ))
 }
@@ -435,7 +437,7 @@ async fn cancel_of_queued_and_running_jobs_and_of_finished_ones() {
     c.cancel(&token, &a.job_id).await.unwrap();
     let end = c.watch(&token, &a.job_id, false, |_| {}).await.unwrap();
     assert_eq!(end.status, JobStatus::Cancelled);
-    assert!(end.detail.contains("of 4000 shots"), "{}", end.detail);
+    assert!(end.detail.contains("of 40000 shots"), "{}", end.detail);
     // Every device is back in its safe state (manual).
     for dev in ["mot", "rf", "detuning", "interaction", "camera"] {
         let seq = ractor::registry::where_is(
@@ -515,7 +517,14 @@ async fn pause_resume_and_estop() {
     assert!(c.backends(&admin).await.unwrap()[0].status.paused);
     assert_eq!(code(c.pause_backend(&admin, "nope").await), "NOT_FOUND");
     c.resume_backend(&admin, "singlequdit").await.unwrap();
+    loop {
+        if c.status(&admin, &a.job_id).await.unwrap().status == JobStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.cancel(&admin, &a.job_id).await.unwrap();
     let end = c.watch(&admin, &a.job_id, false, |_| {}).await.unwrap();
-    assert_eq!(end.status, JobStatus::Done);
+    assert_eq!(end.status, JobStatus::Cancelled);
     r.rt.shutdown().await.unwrap();
 }

@@ -22,6 +22,19 @@ fn long_job() -> serde_json::Value {
     )
 }
 
+/// A job of ~4 s: a shutdown right after it starts finds it running even on a loaded machine.
+fn very_long_job() -> serde_json::Value {
+    job1(
+        json!([
+            ["load", [0], [10]],
+            ["rlx", [0], [1.0]],
+            ["measure", [0], []]
+        ]),
+        15_000,
+        Some(9),
+    )
+}
+
 fn kill(rt: &Runtime, role: &str) {
     let cell = ractor::registry::where_is(rt.ctx().name(role))
         .unwrap_or_else(|| panic!("no actor {role}"));
@@ -127,7 +140,7 @@ async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let rt = start_in(dir.path(), sim_config()).await;
     let s = rt
-        .submit("singlequdit", &long_job(), SubmitOptions::default())
+        .submit("singlequdit", &very_long_job(), SubmitOptions::default())
         .await
         .unwrap();
     wait_running(&rt, &s.job_id).await;
