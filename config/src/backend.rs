@@ -20,15 +20,18 @@ pub enum DeviceDriver {
     SimDds,
     /// Simulated camera.
     SimCamera,
+    /// A timing card behind the firmware bridge (TCP or serial; see the device's `bridge` section).
+    Bridge,
 }
 
 impl DeviceDriver {
-    /// The configuration spelling of the driver (`sim_ttl`, `sim_dds`, `sim_camera`).
+    /// The configuration spelling of the driver (`sim_ttl`, `sim_dds`, `sim_camera`, `bridge`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SimTtl => "sim_ttl",
             Self::SimDds => "sim_dds",
             Self::SimCamera => "sim_camera",
+            Self::Bridge => "bridge",
         }
     }
 }
@@ -135,6 +138,7 @@ pub fn default_devices() -> Vec<DeviceSection> {
         name: name.to_owned(),
         driver,
         clock_period_ns,
+        bridge: None,
     };
     vec![
         dev("mot", DeviceDriver::SimTtl, 10),
@@ -306,4 +310,81 @@ pub struct DeviceSection {
     pub driver: DeviceDriver,
     /// Clock period of the device; event times are rounded to it (1..=1_000_000).
     pub clock_period_ns: u64,
+    /// Driver `bridge` only: where the timing card is and how to talk to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeSection>,
+}
+
+/// How a bridge device reaches its card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BridgeTransport {
+    /// TCP to `address` (default).
+    #[default]
+    Tcp,
+    /// A serial line at `path` with `baud`.
+    Serial,
+}
+
+/// What the card's outputs are, for the sequence and the setpoint checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BridgeRole {
+    /// Digital outputs and timed pulses (setpoints 0..=1e6), like `sim_ttl`.
+    Ttl,
+    /// RF channel: timed pulses with an amplitude in 0..=1, like `sim_dds` (default).
+    #[default]
+    Dds,
+}
+
+/// `backends[].devices[].bridge`: a timing card behind the firmware bridge (docs/firmware-bridge.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeSection {
+    /// `tcp` or `serial`.
+    pub transport: BridgeTransport,
+    /// TCP: `host:port` of the card.
+    pub address: String,
+    /// Serial: device path (`/dev/ttyACM0`).
+    pub path: String,
+    /// Serial: line speed.
+    pub baud: u32,
+    /// What the outputs are: `ttl` or `dds`.
+    pub role: BridgeRole,
+    /// Setpoint × this = the 32-bit `value` sent to the card.
+    pub value_scale: f64,
+    /// How long programming waits for the card to be connected.
+    pub connect_timeout_ms: u64,
+    /// How long a command (and the report of a shot) may take.
+    pub reply_timeout_ms: u64,
+    /// Heartbeat period (watchdog feed and clock estimate).
+    pub heartbeat_ms: u64,
+    /// Link retransmission timeout.
+    pub retransmit_ms: u64,
+    /// Retransmissions before the link is declared down.
+    pub max_retries: u8,
+    /// Frames in flight (host send window).
+    pub window: u16,
+    /// Longest wait between reconnection attempts (backoff doubles from 50 ms).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for BridgeSection {
+    fn default() -> Self {
+        Self {
+            transport: BridgeTransport::Tcp,
+            address: String::new(),
+            path: String::new(),
+            baud: 115_200,
+            role: BridgeRole::Dds,
+            value_scale: 1_000_000.0,
+            connect_timeout_ms: 3_000,
+            reply_timeout_ms: 1_000,
+            heartbeat_ms: 20,
+            retransmit_ms: 50,
+            max_retries: 10,
+            window: 8,
+            backoff_max_ms: 2_000,
+        }
+    }
 }

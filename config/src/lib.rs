@@ -15,9 +15,10 @@ mod schema;
 mod validate;
 
 pub use backend::{
-    default_devices, BackendModel, BackendSection, DeviceDriver, DeviceFaultAction,
-    DeviceFaultSection, DeviceSection, LoadStep, MeasureStep, OverflowPolicy, RateStep,
-    RealtimeSection, RotationStep, SequenceSection, TimingSection, UnderflowPolicy,
+    default_devices, BackendModel, BackendSection, BridgeRole, BridgeSection, BridgeTransport,
+    DeviceDriver, DeviceFaultAction, DeviceFaultSection, DeviceSection, LoadStep, MeasureStep,
+    OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
+    UnderflowPolicy,
 };
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, LoadedConfig};

@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 
-use crate::backend::{BackendSection, DeviceDriver};
+use crate::backend::{
+    BackendSection, BridgeRole, BridgeSection, BridgeTransport, DeviceDriver, DeviceSection,
+};
 use crate::error::ConfigIssue;
 use crate::schema::{Config, TlsMode};
 
@@ -221,6 +223,18 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
             1,
             1_000_000,
         );
+        match (&d.driver, &d.bridge) {
+            (DeviceDriver::Bridge, None) => v.push(
+                format!("{dpath}.bridge"),
+                "required for driver bridge (transport, address or path, role, ...)",
+            ),
+            (DeviceDriver::Bridge, Some(br)) => validate_bridge(v, &format!("{dpath}.bridge"), br),
+            (other, Some(_)) => v.push(
+                format!("{dpath}.bridge"),
+                format!("only allowed with driver bridge, not {}", other.as_str()),
+            ),
+            (_, None) => {}
+        }
     }
 
     let s = &b.sequence;
@@ -238,17 +252,17 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
     v.positive_finite(&format!("{sp}.rlz.rate_hz"), s.rlz.rate_hz);
     v.positive_finite(&format!("{sp}.rlz2.rate_hz"), s.rlz2.rate_hz);
 
-    use DeviceDriver::{SimCamera, SimDds, SimTtl};
-    let steps: [(&str, &str, &[DeviceDriver]); 5] = [
-        ("load", &s.load.device, &[SimTtl, SimDds]),
-        ("rlx", &s.rlx.device, &[SimDds]),
-        ("rlz", &s.rlz.device, &[SimDds]),
-        ("rlz2", &s.rlz2.device, &[SimDds]),
-        ("measure", &s.measure.device, &[SimCamera]),
+    use DeviceKind::{Camera, Dds, Ttl};
+    let steps: [(&str, &str, &[DeviceKind]); 5] = [
+        ("load", &s.load.device, &[Ttl, Dds]),
+        ("rlx", &s.rlx.device, &[Dds]),
+        ("rlz", &s.rlz.device, &[Dds]),
+        ("rlz2", &s.rlz2.device, &[Dds]),
+        ("measure", &s.measure.device, &[Camera]),
     ];
-    for (step, name, drivers) in steps {
+    for (step, name, kinds) in steps {
         let field = format!("{sp}.{step}.device");
-        let allowed: Vec<&str> = drivers.iter().map(|d| d.as_str()).collect();
+        let allowed: Vec<&str> = kinds.iter().flat_map(|k| k.spellings()).copied().collect();
         match b.devices.iter().find(|d| d.name == name) {
             None => {
                 let known: Vec<&str> = b.devices.iter().map(|d| d.name.as_str()).collect();
@@ -262,15 +276,121 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
                     format!("unknown device \"{name}\", devices of this backend: {known}"),
                 );
             }
-            Some(d) if !drivers.contains(&d.driver) => v.push(
+            Some(d) if !kinds.contains(&DeviceKind::of(d)) => v.push(
                 field,
                 format!(
-                    "device \"{name}\" has driver {}, but {step} needs one of: {}",
-                    d.driver.as_str(),
+                    "device \"{name}\" is {}, but {step} needs one of: {}",
+                    DeviceKind::describe(d),
                     allowed.join(", ")
                 ),
             ),
             Some(_) => {}
         }
     }
+}
+
+/// What a device can do in the sequence, whatever its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceKind {
+    Ttl,
+    Dds,
+    Camera,
+}
+
+impl DeviceKind {
+    fn of(d: &DeviceSection) -> Self {
+        match (d.driver, d.bridge.as_ref().map(|b| b.role)) {
+            (DeviceDriver::SimTtl, _) | (DeviceDriver::Bridge, Some(BridgeRole::Ttl)) => Self::Ttl,
+            (DeviceDriver::SimCamera, _) => Self::Camera,
+            _ => Self::Dds,
+        }
+    }
+
+    fn spellings(&self) -> &'static [&'static str] {
+        match self {
+            Self::Ttl => &["sim_ttl", "bridge with role ttl"],
+            Self::Dds => &["sim_dds", "bridge with role dds"],
+            Self::Camera => &["sim_camera"],
+        }
+    }
+
+    fn describe(d: &DeviceSection) -> String {
+        match (d.driver, d.bridge.as_ref()) {
+            (DeviceDriver::Bridge, Some(b)) => format!(
+                "a bridge with role {}",
+                match b.role {
+                    BridgeRole::Ttl => "ttl",
+                    BridgeRole::Dds => "dds",
+                }
+            ),
+            (driver, _) => format!("driver {}", driver.as_str()),
+        }
+    }
+}
+
+/// Line speeds a serial bridge accepts.
+pub const BRIDGE_BAUDS: [u32; 12] = [
+    9_600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 500_000, 921_600, 1_000_000,
+    2_000_000, 4_000_000,
+];
+
+fn validate_bridge(v: &mut Issues, path: &str, b: &BridgeSection) {
+    match b.transport {
+        BridgeTransport::Tcp => {
+            let ok = b.address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !ok {
+                v.push(
+                    format!("{path}.address"),
+                    format!(
+                        "\"{}\" is not a card address: transport tcp needs host:port (e.g. 192.168.1.50:7700)",
+                        b.address
+                    ),
+                );
+            }
+        }
+        BridgeTransport::Serial => {
+            if b.path.is_empty() {
+                v.push(
+                    format!("{path}.path"),
+                    "transport serial needs the device path (e.g. /dev/ttyACM0)",
+                );
+            }
+            if !BRIDGE_BAUDS.contains(&b.baud) {
+                let allowed: Vec<String> = BRIDGE_BAUDS.iter().map(u32::to_string).collect();
+                v.push(
+                    format!("{path}.baud"),
+                    format!(
+                        "{} is not a supported line speed, allowed: {}",
+                        b.baud,
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    v.positive_finite(&format!("{path}.value_scale"), b.value_scale);
+    v.range(
+        &format!("{path}.connect_timeout_ms"),
+        b.connect_timeout_ms,
+        1,
+        600_000,
+    );
+    v.range(
+        &format!("{path}.reply_timeout_ms"),
+        b.reply_timeout_ms,
+        1,
+        600_000,
+    );
+    v.range(&format!("{path}.heartbeat_ms"), b.heartbeat_ms, 1, 10_000);
+    v.range(&format!("{path}.retransmit_ms"), b.retransmit_ms, 1, 10_000);
+    v.range(&format!("{path}.max_retries"), b.max_retries, 1, 50);
+    v.range(&format!("{path}.window"), b.window, 1, 32);
+    v.range(
+        &format!("{path}.backoff_max_ms"),
+        b.backoff_max_ms,
+        50,
+        600_000,
+    );
 }

@@ -104,8 +104,14 @@ fn lab_example_parses_and_validates() {
     assert_eq!(c.logging.format, LogFormat::Json);
     assert_eq!(c.data_dir(), Path::new("/var/lib/shotline"));
     assert_eq!(c.backends.len(), 2);
-    // The minimal second backend takes the defaults, including the simulated devices.
-    assert_eq!(c.backends[1].devices, c.backends[0].devices);
+    // The minimal second backend takes the defaults: the simulated devices; the first one has its RF on a
+    // timing card behind the bridge, the rest as the defaults.
+    assert_eq!(c.backends[1].devices, shotline_config::default_devices());
+    let first = &c.backends[0].devices;
+    assert_eq!(first[1].driver, shotline_config::DeviceDriver::Bridge);
+    for i in [0, 2, 3, 4] {
+        assert_eq!(first[i], c.backends[1].devices[i]);
+    }
     assert_eq!(c.backends[1].max_atoms, 20);
 }
 
@@ -661,4 +667,92 @@ fn every_key_is_documented_and_shown_in_the_lab_example() {
 fn multiple_documents_are_rejected() {
     let text = format!("{BASE}---\n{BASE}");
     assert!(parse_str(&text, "two.yaml").is_err());
+}
+
+// --- firmware bridge devices ---------------------------------------------------------------------------
+
+const RF_SIM: &str = "      - { name: rf, driver: sim_dds, clock_period_ns: 1 }\n";
+
+#[test]
+fn a_bridge_device_can_play_the_rf_and_gets_the_defaults() {
+    let text = replaced(
+        RF_SIM,
+        "      - name: rf\n        driver: bridge\n        clock_period_ns: 1\n        bridge: { address: 127.0.0.1:7700 }\n",
+    );
+    let config = parse_str(&text, "bridge.yaml").unwrap();
+    let rf = &config.backends[0].devices[1];
+    assert_eq!(rf.driver, shotline_config::DeviceDriver::Bridge);
+    let b = rf.bridge.as_ref().unwrap();
+    assert_eq!(b.transport, shotline_config::BridgeTransport::Tcp);
+    assert_eq!(b.role, shotline_config::BridgeRole::Dds);
+    assert_eq!((b.heartbeat_ms, b.window, b.max_retries), (20, 8, 10));
+}
+
+#[test]
+fn bridge_mistakes_are_named_with_their_paths() {
+    let missing = replaced(
+        RF_SIM,
+        "      - { name: rf, driver: bridge, clock_period_ns: 1 }\n",
+    );
+    let all = issues(&missing);
+    assert_eq!(all[0].path, "backends[0].devices[1].bridge", "{all:?}");
+    assert!(all[0].message.contains("required for driver bridge"));
+
+    let stray = replaced(
+        RF_SIM,
+        "      - { name: rf, driver: sim_dds, clock_period_ns: 1, bridge: { address: a:1 } }\n",
+    );
+    let all = issues(&stray);
+    assert_eq!(all[0].path, "backends[0].devices[1].bridge", "{all:?}");
+    assert!(all[0].message.contains("only allowed with driver bridge"));
+
+    let bad = replaced(
+        RF_SIM,
+        "      - { name: rf, driver: bridge, clock_period_ns: 1, bridge: { transport: serial, baud: 1234, window: 0, address: nope } }\n",
+    );
+    let all = issues(&bad);
+    let paths: Vec<&str> = all.iter().map(|i| i.path.as_str()).collect();
+    assert!(
+        paths.contains(&"backends[0].devices[1].bridge.path"),
+        "{all:?}"
+    );
+    assert!(
+        paths.contains(&"backends[0].devices[1].bridge.window"),
+        "{all:?}"
+    );
+    let baud = all
+        .iter()
+        .find(|i| i.path == "backends[0].devices[1].bridge.baud")
+        .unwrap();
+    assert!(
+        baud.message.contains("1234") && baud.message.contains("115200"),
+        "{baud:?}"
+    );
+
+    let tcp = replaced(
+        RF_SIM,
+        "      - { name: rf, driver: bridge, clock_period_ns: 1, bridge: { address: \"card-without-port\" } }\n",
+    );
+    let all = issues(&tcp);
+    assert_eq!(
+        all[0].path, "backends[0].devices[1].bridge.address",
+        "{all:?}"
+    );
+    assert!(all[0].message.contains("host:port"));
+}
+
+#[test]
+fn a_ttl_bridge_cannot_play_a_rotation() {
+    let text = replaced(
+        RF_SIM,
+        "      - { name: rf, driver: bridge, clock_period_ns: 1, bridge: { address: \"127.0.0.1:7700\", role: ttl } }\n",
+    );
+    let all = issues(&text);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].path, "backends[0].sequence.rlx.device");
+    assert!(
+        all[0].message.contains("bridge with role ttl")
+            && all[0].message.contains("bridge with role dds"),
+        "{all:?}"
+    );
 }

@@ -148,6 +148,29 @@ pub enum BridgeError {
         /// Configured timeout.
         timeout_ms: u64,
     },
+    /// Card-specific (`0x8001`): an uploaded event has a kind the card does not implement.
+    UnsupportedEventKind {
+        /// Timeline index of the event.
+        index: u32,
+        /// Its kind byte.
+        kind: u8,
+        /// Highest kind the card implements (kinds are `0 ..= max_kind`).
+        max_kind: u8,
+    },
+    /// Card-specific (`0x8002`): an uploaded event's `value` is outside the range its kind allows
+    /// (e.g. the sample count of an acquire event).
+    InvalidEventValue {
+        /// Timeline index of the event.
+        index: u32,
+        /// Its kind byte.
+        kind: u8,
+        /// The value received.
+        value: i32,
+        /// Smallest value allowed.
+        min: i32,
+        /// Largest value allowed.
+        max: i32,
+    },
 }
 
 impl BridgeError {
@@ -175,6 +198,8 @@ impl BridgeError {
             Self::TimelineIncomplete { .. } => 19,
             Self::TimelineTooLarge { .. } => 20,
             Self::WatchdogExpired { .. } => 21,
+            Self::UnsupportedEventKind { .. } => 0x8001,
+            Self::InvalidEventValue { .. } => 0x8002,
         }
     }
 }
@@ -269,6 +294,24 @@ impl fmt::Display for BridgeError {
             } => write!(
                 f,
                 "heartbeat watchdog expired: host silent for {silent_ms} ms (timeout {timeout_ms} ms), outputs driven to safe state"
+            ),
+            Self::UnsupportedEventKind {
+                index,
+                kind,
+                max_kind,
+            } => write!(
+                f,
+                "event {index}: kind {kind} is not supported by this card (kinds 0..={max_kind})"
+            ),
+            Self::InvalidEventValue {
+                index,
+                kind,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "event {index} (kind {kind}): value {value} outside {min}..={max}"
             ),
         }
     }

@@ -7,7 +7,8 @@
 //!   [`frame::FrameDecoder`];
 //! - [`message`]: the typed messages of a timing card with fixed maximum sizes;
 //! - [`link`]: sequence numbers, acknowledgements, retransmission, bounded send window;
-//! - [`watchdog`]: the card's heartbeat watchdog and state machine sketch.
+//! - [`watchdog`]: the card's heartbeat watchdog and state machine;
+//! - [`card`]: the reference timing card, the whole card side of the protocol (no allocation).
 //!
 //! Every length read from the wire is checked against a fixed maximum; nothing here panics on input.
 //! The `std` feature (off by default) only adds `std::error::Error` for [`BridgeError`]. The byte
@@ -18,6 +19,7 @@
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod card;
 pub mod cobs;
 pub mod crc;
 pub mod error;
@@ -26,6 +28,7 @@ pub mod link;
 pub mod message;
 pub mod watchdog;
 
+pub use card::{Card, CardConfig, CardTime, StoredEvent};
 pub use error::BridgeError;
 pub use frame::{
     encode_frame, Frame, FrameDecoder, MAX_ENCODED_FRAME, MAX_PAYLOAD, PROTOCOL_VERSION,

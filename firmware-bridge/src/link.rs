@@ -16,7 +16,12 @@
 //!   `retransmit_ms` after its last transmission, it alone is sent again (the receiver dropped
 //!   everything after a gap anyway); as soon as an acknowledgement advances the window after such a
 //!   retransmission, every remaining transmitted frame is sent again at once;
-//! - after `max_retries` timeouts of the same frame the link is down until [`Link::reset`].
+//! - after `max_retries` timeouts of the same frame the link is down until [`Link::reset`];
+//! - **a `Hello` with sequence 0 starts a new session** when this side had already received more than
+//!   the first frame of a session (`next_expected` is neither 0 nor 1): a peer that restarted (a
+//!   host reconnecting over a serial line, a card that rebooted) numbers from 0 again. The receiver
+//!   checks [`Link::starts_new_session`] *before* [`Link::on_frame`], resets its link (both
+//!   directions, send window emptied) and then delivers the `Hello` as frame 0.
 
 use crate::error::BridgeError;
 use crate::frame::{encode_frame, Frame, MAX_ENCODED_FRAME, MAX_PAYLOAD};
@@ -146,6 +151,20 @@ impl<const WINDOW: usize> Link<WINDOW> {
             .map_err(|_| BridgeError::Busy { window: WINDOW })?;
         self.next_seq = seq.wrapping_add(1);
         Ok(seq)
+    }
+
+    /// The sequence number this side expects next from its peer (0 on a fresh link).
+    pub fn next_expected(&self) -> u16 {
+        self.next_expected
+    }
+
+    /// `true` when `frame` starts a new session: a `Hello` with sequence 0 while this side had already
+    /// received more than the first frame of the current one (`next_expected` ∉ {0, 1}). The caller
+    /// then calls [`Link::reset`] and passes the frame to [`Link::on_frame`], which delivers it as
+    /// frame 0. (With `next_expected` 0 the `Hello` is delivered normally; with 1 it is a duplicate of
+    /// the session's first frame.)
+    pub fn starts_new_session(&self, frame: &Frame) -> bool {
+        frame.msg_type == msg_type::HELLO && frame.seq == 0 && self.next_expected > 1
     }
 
     /// The cumulative acknowledgement this side sends: the last sequence number received in order.
@@ -289,5 +308,34 @@ impl<const WINDOW: usize> Link<WINDOW> {
     /// Counters so far.
     pub fn stats(&self) -> LinkStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(msg_type: u8, seq: u16) -> Frame {
+        Frame::new(msg_type, seq, 0xFFFF, &[]).unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn only_a_hello_with_seq_0_after_the_first_frame_starts_a_new_session() {
+        let mut link: Link<2> = Link::new(LinkConfig::default());
+        let hello0 = frame(msg_type::HELLO, 0);
+        assert!(
+            !link.starts_new_session(&hello0),
+            "fresh link: normal delivery"
+        );
+        let _ = link.on_frame(&frame(msg_type::ABORT, 0), 0);
+        assert!(
+            !link.starts_new_session(&hello0),
+            "next_expected 1: a duplicate"
+        );
+        let _ = link.on_frame(&frame(msg_type::ABORT, 1), 0);
+        assert_eq!(link.next_expected(), 2);
+        assert!(link.starts_new_session(&hello0));
+        assert!(!link.starts_new_session(&frame(msg_type::HELLO, 1)));
+        assert!(!link.starts_new_session(&frame(msg_type::HEARTBEAT, 0)));
     }
 }

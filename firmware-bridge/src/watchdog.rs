@@ -1,4 +1,4 @@
-//! The card-side heartbeat watchdog and a sketch of the card state machine it protects.
+//! The card-side heartbeat watchdog and the card state machine it protects (used by `card::Card`).
 //!
 //! Pure logic: the caller supplies the time in milliseconds. The card feeds the watchdog on every
 //! intact frame from the host; when the host stays silent for the configured timeout the card drives
@@ -145,11 +145,17 @@ impl CardMachine {
         self.events_loaded = 0;
     }
 
-    /// The current playback finished all its shots (`Running` → `Loaded`, timeline kept).
+    /// The current playback finished all its shots (`Running` → `Armed`, timeline kept, ready for
+    /// the next `Start`).
     pub fn finished(&mut self) {
         if self.state == CardState::Running {
-            self.state = CardState::Loaded;
+            self.state = CardState::Armed;
         }
+    }
+
+    /// Timeline id of the loaded timeline (0: none).
+    pub const fn timeline_id(&self) -> u32 {
+        self.timeline_id
     }
 
     fn invalid(&self, msg: &Message) -> BridgeError {
@@ -347,7 +353,16 @@ mod tests {
         )
         .unwrap();
         m.finished();
-        assert_eq!(m.state(), CardState::Loaded);
+        assert_eq!(m.state(), CardState::Armed, "all shots done: armed again");
+        assert!(m
+            .handle(
+                &Message::Start {
+                    at_card_ticks: 0,
+                    shots: 1,
+                },
+                70,
+            )
+            .is_ok());
     }
 
     #[test]

@@ -116,6 +116,29 @@ pub trait Device: Send {
     }
     /// Where the device stands in its lifecycle.
     fn state(&self) -> DeviceState;
+    /// `true` for a device that plays its events on its own clock (a timing card behind the firmware
+    /// bridge). The shot clock does not wait for such a device's deadlines: it calls [`Device::apply`] for
+    /// its events in time order without waiting (the device only records them), triggers the shot with
+    /// [`Device::trigger`], and after [`Device::end_shot`] takes the applied times from
+    /// [`Device::applied_times`] into the lateness report.
+    fn hardware_timed(&self) -> bool {
+        false
+    }
+    /// Hardware-timed devices (shot path, right after [`Device::start_shot`]): the shot starts at `t0_ns` on
+    /// the host's monotonic clock. Must not block or allocate.
+    fn trigger(&mut self, _shot: &ShotContext, _t0_ns: Nanos) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// Hardware-timed devices (shot path, after [`Device::end_shot`]): calls `out(event_index, applied_ns)`
+    /// for every event of the shot, `applied_ns` being when the hardware applied it, on the host's monotonic
+    /// clock. Must not allocate.
+    fn applied_times(
+        &mut self,
+        _shot: &ShotContext,
+        _out: &mut dyn FnMut(u32, Nanos),
+    ) -> Result<(), DeviceError> {
+        Ok(())
+    }
 }
 
 /// A device shared between its sequencer (control plane) and the shot clock. The shot clock takes the lock

@@ -10,6 +10,7 @@
 //!
 //! The HAL knows nothing of actors, QUIC or persistence.
 
+pub mod bridge;
 pub mod device;
 pub mod lifecycle;
 pub mod realtime;

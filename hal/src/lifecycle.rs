@@ -65,6 +65,22 @@ pub enum Transition {
     Reset,
 }
 
+impl Transition {
+    /// The device operation that asks for this transition, as named in errors (`program`, `arm`, ...).
+    pub fn operation(self) -> &'static str {
+        match self {
+            Transition::BeginProgram | Transition::ProgramDone => "program",
+            Transition::Arm => "arm",
+            Transition::StartShot => "start_shot",
+            Transition::EndShot => "end_shot",
+            Transition::Disarm => "disarm",
+            Transition::Abort => "abort",
+            Transition::Fail => "fail",
+            Transition::Reset => "reset",
+        }
+    }
+}
+
 /// A transition that is not allowed in the current state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotAllowed {

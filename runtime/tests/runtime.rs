@@ -1,6 +1,8 @@
 //! Integration tests of the `shotline` crate: the embedding API, supervision, persistence across restarts,
 //! and the real binary end to end. One test binary with modules.
 
+#[path = "runtime/bridge.rs"]
+mod bridge;
 #[path = "runtime/common.rs"]
 mod common;
 #[path = "runtime/corpus.rs"]

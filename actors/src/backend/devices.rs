@@ -2,9 +2,10 @@
 //! [`DeviceHandle`]. Simulated drivers share one simulated apparatus, and the devices that the sequence uses
 //! for loading, rotations and imaging act on it with the configured rates.
 
-use shotline_config::{BackendSection, DeviceDriver};
+use shotline_config::{BackendSection, BridgeTransport, DeviceDriver, DeviceSection};
+use shotline_hal::bridge::{BridgeDevice, BridgeOptions, BridgeRole, Endpoint};
 use shotline_hal::sim::{Coupling, FaultSwitch, SimDevice, SimDriver, SimWorld};
-use shotline_hal::DeviceHandle;
+use shotline_hal::{DeviceError, DeviceHandle};
 
 /// The devices of one backend and the simulated apparatus they share.
 pub struct BackendDevices {
@@ -40,35 +41,67 @@ fn coupling(section: &BackendSection, name: &str) -> Coupling {
     }
 }
 
-/// Creates the devices of `section`.
-pub fn build(section: &BackendSection) -> BackendDevices {
+/// The bridge options of a `driver: bridge` device from its configuration.
+fn bridge_options(d: &DeviceSection) -> BridgeOptions {
+    let b = d.bridge.clone().unwrap_or_default();
+    let endpoint = match b.transport {
+        BridgeTransport::Tcp => Endpoint::Tcp { address: b.address },
+        BridgeTransport::Serial => Endpoint::Serial {
+            path: b.path,
+            baud: b.baud,
+        },
+    };
+    BridgeOptions {
+        endpoint,
+        clock_period_ns: d.clock_period_ns,
+        role: match b.role {
+            shotline_config::BridgeRole::Ttl => BridgeRole::Ttl,
+            shotline_config::BridgeRole::Dds => BridgeRole::Dds,
+        },
+        value_scale: b.value_scale,
+        connect_timeout_ms: b.connect_timeout_ms,
+        reply_timeout_ms: b.reply_timeout_ms,
+        heartbeat_ms: b.heartbeat_ms,
+        retransmit_ms: b.retransmit_ms,
+        max_retries: b.max_retries,
+        window: usize::from(b.window),
+        backoff_max_ms: b.backoff_max_ms,
+    }
+}
+
+/// Creates the devices of `section`. Simulated devices cannot fail; a bridge device fails only when its
+/// session thread cannot be started (its card is connected in the background, never here).
+pub fn build(section: &BackendSection) -> Result<BackendDevices, DeviceError> {
     let world = SimWorld::new(section.max_atoms);
     let mut faults = Vec::new();
-    let handles = section
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let kind = match d.driver {
-                DeviceDriver::SimTtl => SimDriver::Ttl,
-                DeviceDriver::SimDds => SimDriver::Dds,
-                DeviceDriver::SimCamera => SimDriver::Camera,
-            };
-            let dev = SimDevice::new(
-                &d.name,
-                kind,
-                d.clock_period_ns,
-                i as u16,
-                &world,
-                coupling(section, &d.name),
-            );
-            faults.push((d.name.clone(), dev.fault_switch()));
-            shotline_hal::device::handle(Box::new(dev))
-        })
-        .collect();
-    BackendDevices {
+    let mut handles = Vec::with_capacity(section.devices.len());
+    for (i, d) in section.devices.iter().enumerate() {
+        let index = i as u16;
+        let coupling = coupling(section, &d.name);
+        let kind = match d.driver {
+            DeviceDriver::SimTtl => SimDriver::Ttl,
+            DeviceDriver::SimDds => SimDriver::Dds,
+            DeviceDriver::SimCamera => SimDriver::Camera,
+            DeviceDriver::Bridge => {
+                // In the simulated lab the atoms stay simulated on the host: the card's programmed events
+                // act on them exactly as a simulated device's would.
+                let dev = BridgeDevice::new(
+                    &d.name,
+                    bridge_options(d),
+                    index,
+                    Some((world.clone(), coupling)),
+                )?;
+                handles.push(shotline_hal::device::handle(Box::new(dev)));
+                continue;
+            }
+        };
+        let dev = SimDevice::new(&d.name, kind, d.clock_period_ns, index, &world, coupling);
+        faults.push((d.name.clone(), dev.fault_switch()));
+        handles.push(shotline_hal::device::handle(Box::new(dev)));
+    }
+    Ok(BackendDevices {
         handles,
         world,
         faults,
-    }
+    })
 }

@@ -400,7 +400,12 @@ impl Actor for BackendActor {
         args: BackendArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         recover(&args).await;
-        let built = devices::build(&args.section);
+        let built = devices::build(&args.section).map_err(|e| {
+            format!(
+                "backend {}: cannot create its devices: {e}",
+                args.section.name
+            )
+        })?;
         // Whatever a previous process left behind, start from the safe state.
         safe_state_devices(&args.section.name, &built.handles, args.ctx.call_timeout());
         let (clock, children) = start_children(&myself, &args, &built.handles).await?;

@@ -70,6 +70,12 @@ fn bare_rig(config: &Config) -> Result<(SimWorld, Vec<DeviceHandle>, Vec<DeviceT
             DeviceDriver::SimTtl => SimDriver::Ttl,
             DeviceDriver::SimDds => SimDriver::Dds,
             DeviceDriver::SimCamera => SimDriver::Camera,
+            DeviceDriver::Bridge => {
+                return Err(anyhow!(
+                    "device {}: the pipeline benchmark runs on simulated devices only",
+                    d.name
+                ))
+            }
         };
         let coupling = if d.name == s.load.device {
             Coupling::Load

@@ -1,10 +1,12 @@
-//! Build-only check: a `no_std` static library linking the firmware-bridge core.
+//! Build-only check: a `no_std` static library linking the firmware-bridge core, including the
+//! reference card ([`Card`]) in its no-allocation configuration.
 //!
 //! If the core or any of its dependencies pulled in `std`, this crate would fail to build (duplicate
 //! `panic_impl` lang item against our `#[panic_handler]`). Build with
 //! `cargo build --release --manifest-path firmware-bridge/nostd-check/Cargo.toml`.
 #![no_std]
 
+use shotline_firmware_bridge::card::{Card, CardConfig, CardTime, StoredEvent};
 use shotline_firmware_bridge::{
     encode_frame, BridgeError, CardMachine, Frame, FrameDecoder, Link, LinkConfig, Message,
     MAX_ENCODED_FRAME, MAX_PAYLOAD,
@@ -57,6 +59,32 @@ pub extern "C" fn shotline_bridge_check(ticks: u16) -> u32 {
         Ok(v) => v,
         Err(e) => 0x8000_0000 | u32::from(e.code()),
     }
+}
+
+/// Runs the reference card on a static-size timeline: feeds it `len` received bytes at card tick
+/// `ticks` and polls it; returns the number of bytes it transmitted (its boot `Hello` at least).
+///
+/// # Safety
+/// `bytes` must point to `len` readable bytes (or be null with `len == 0`).
+#[no_mangle]
+pub unsafe extern "C" fn shotline_card_check(bytes: *const u8, len: usize, ticks: u64) -> u32 {
+    let input: &[u8] = if bytes.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `len` readable bytes at `bytes`.
+        unsafe { core::slice::from_raw_parts(bytes, len) }
+    };
+    let mut storage = [StoredEvent::default(); 16];
+    let mut card: Card<'_, 1> =
+        Card::new(CardConfig::default(), &mut storage, LinkConfig::default());
+    let now = CardTime {
+        ticks,
+        ms: ticks / 1_000_000,
+    };
+    card.on_bytes(input, now);
+    let mut sent = 0u32;
+    card.poll(now, |b| sent += b.len() as u32);
+    sent
 }
 
 /// The host target's precompiled `core` references an unwinding personality routine even with

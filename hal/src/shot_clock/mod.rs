@@ -318,6 +318,8 @@ impl Worker {
         // A shot lasts until its last pulse or exposure ends, not until its last event starts.
         let shot_len = run.timelines.iter().map(|t| t.end_ns()).max().unwrap_or(0);
         let cfg = self.config.clone();
+        // Hardware-timed devices play their events on their own clock: no waiting for their deadlines.
+        let hardware: Vec<bool> = guards.iter().map(|g| g.hardware_timed()).collect();
         let mut first_t0: Option<Nanos> = None;
         let mut readout = Readout::new();
         for shot in 0..run.shots {
@@ -363,7 +365,7 @@ impl Worker {
                     break;
                 }
             }
-            if let Err((d, error)) = start_all(guards, &ctx) {
+            if let Err((d, error)) = start_all(guards, &hardware, &ctx, t0) {
                 summary.outcome = RunOutcome::DeviceFault {
                     shot: Some(shot),
                     device_name: names[d].clone(),
@@ -373,6 +375,20 @@ impl Worker {
             }
             let mut failed: Option<RunOutcome> = None;
             for &(t, d, e) in &schedule {
+                if hardware[d as usize] {
+                    // The hardware applies it; the device only records it (its lateness comes after the shot).
+                    let event = &run.timelines[d as usize].events[e as usize];
+                    if let Err(error) = guards[d as usize].apply(e as usize, event, &ctx) {
+                        failed = Some(RunOutcome::DeviceFault {
+                            shot: Some(shot),
+                            device_name: names[d as usize].clone(),
+                            error,
+                        });
+                        break;
+                    }
+                    record.events += 1;
+                    continue;
+                }
                 let deadline = t0.saturating_add(t);
                 let mut applied = self.timer.wait_until(deadline);
                 // Fault injection only: a plain load on the hot path, the swap only when armed.
@@ -385,6 +401,14 @@ impl Worker {
                 }
                 let lateness = applied.saturating_sub(deadline) as i64;
                 let event = &run.timelines[d as usize].events[e as usize];
+                let ev_record = EventRecord {
+                    run_id: run.run_id,
+                    shot,
+                    device: d,
+                    event: e,
+                    scheduled_ns: t,
+                    lateness_ns: lateness,
+                };
                 if let Err(error) = guards[d as usize].apply(e as usize, event, &ctx) {
                     failed = Some(RunOutcome::DeviceFault {
                         shot: Some(shot),
@@ -395,32 +419,9 @@ impl Worker {
                 }
                 record.events += 1;
                 record.end_ns = applied;
-                record.max_lateness_ns = record.max_lateness_ns.max(lateness);
-                let ev_record = EventRecord {
-                    run_id: run.run_id,
-                    shot,
-                    device: d,
-                    event: e,
-                    scheduled_ns: t,
-                    lateness_ns: lateness,
-                };
-                if self.events.push(ev_record).is_err() {
-                    summary.event_overflows += 1;
-                }
-                if lateness > cfg.slack_ns as i64 {
-                    record.underflows += 1;
-                    summary.underflows += 1;
-                    if cfg.underflow_policy == UnderflowPolicy::Fail {
-                        failed = Some(RunOutcome::Underflow {
-                            shot,
-                            device: d,
-                            device_name: names[d as usize].clone(),
-                            event: e,
-                            lateness_ns: lateness,
-                            slack_ns: cfg.slack_ns,
-                        });
-                        break;
-                    }
+                if let Some(outcome) = self.note_lateness(&mut record, summary, ev_record, names) {
+                    failed = Some(outcome);
+                    break;
                 }
             }
             if let Some(outcome) = failed {
@@ -439,6 +440,18 @@ impl Worker {
                     break;
                 }
             }
+            if failed.is_none() {
+                failed = self.hardware_lateness(
+                    run,
+                    guards,
+                    &hardware,
+                    names,
+                    &ctx,
+                    t0,
+                    &mut record,
+                    summary,
+                );
+            }
             if let Some(outcome) = failed {
                 summary.outcome = outcome;
                 break;
@@ -452,12 +465,105 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Records one event's lateness (ring, shot maximum, underflow count); under the `fail` policy an
+    /// underflow ends the run with the returned outcome.
+    fn note_lateness(
+        &mut self,
+        record: &mut ShotRecord,
+        summary: &mut RunSummary,
+        ev: EventRecord,
+        names: &[String],
+    ) -> Option<RunOutcome> {
+        record.max_lateness_ns = record.max_lateness_ns.max(ev.lateness_ns);
+        if self.events.push(ev).is_err() {
+            summary.event_overflows += 1;
+        }
+        if ev.lateness_ns > self.config.slack_ns as i64 {
+            record.underflows += 1;
+            summary.underflows += 1;
+            if self.config.underflow_policy == UnderflowPolicy::Fail {
+                return Some(RunOutcome::Underflow {
+                    shot: ev.shot,
+                    device: ev.device,
+                    device_name: names[ev.device as usize].clone(),
+                    event: ev.event,
+                    lateness_ns: ev.lateness_ns,
+                    slack_ns: self.config.slack_ns,
+                });
+            }
+        }
+        None
+    }
+
+    /// After a shot: the hardware-timed devices' applied times, as lateness on the host timebase.
+    #[allow(clippy::too_many_arguments)]
+    fn hardware_lateness(
+        &mut self,
+        run: &ExperimentRun,
+        guards: &mut [parking_lot::MutexGuard<'_, Box<dyn Device>>],
+        hardware: &[bool],
+        names: &[String],
+        ctx: &ShotContext,
+        t0: Nanos,
+        record: &mut ShotRecord,
+        summary: &mut RunSummary,
+    ) -> Option<RunOutcome> {
+        for (d, g) in guards.iter_mut().enumerate() {
+            if !hardware[d] {
+                continue;
+            }
+            let events = &run.timelines[d].events;
+            let mut outcome = None;
+            let reported = g.applied_times(ctx, &mut |e, applied| {
+                if outcome.is_some() {
+                    return;
+                }
+                let Some(ev) = events.get(e as usize) else {
+                    return;
+                };
+                let deadline = t0.saturating_add(ev.t_ns);
+                let lateness = if applied >= deadline {
+                    (applied - deadline).min(i64::MAX as u64) as i64
+                } else {
+                    -((deadline - applied).min(i64::MAX as u64) as i64)
+                };
+                let rec = EventRecord {
+                    run_id: run.run_id,
+                    shot: ctx.shot,
+                    device: d as u16,
+                    event: e,
+                    scheduled_ns: ev.t_ns,
+                    lateness_ns: lateness,
+                };
+                outcome = self.note_lateness(record, summary, rec, names);
+            });
+            if let Err(error) = reported {
+                return Some(RunOutcome::DeviceFault {
+                    shot: Some(ctx.shot),
+                    device_name: names[d].clone(),
+                    error,
+                });
+            }
+            if outcome.is_some() {
+                return outcome;
+            }
+        }
+        None
+    }
+}
+
 fn start_all(
     guards: &mut [parking_lot::MutexGuard<'_, Box<dyn Device>>],
+    hardware: &[bool],
     ctx: &ShotContext,
+    t0: Nanos,
 ) -> Result<(), (usize, crate::device::DeviceError)> {
     for (d, g) in guards.iter_mut().enumerate() {
         g.start_shot(ctx).map_err(|e| (d, e))?;
+        if hardware[d] {
+            g.trigger(ctx, t0).map_err(|e| (d, e))?;
+        }
     }
     Ok(())
 }

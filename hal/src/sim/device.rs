@@ -112,7 +112,7 @@ impl SimDevice {
             .map(|_| ())
             .map_err(|e| DeviceError::WrongState {
                 device: self.info.name.clone(),
-                operation: transition_name(e.transition),
+                operation: e.transition.operation(),
                 state: e.state.name(),
             })
     }
@@ -150,19 +150,6 @@ impl SimDevice {
             }
         }
         Ok(())
-    }
-}
-
-fn transition_name(t: Transition) -> &'static str {
-    match t {
-        Transition::BeginProgram | Transition::ProgramDone => "program",
-        Transition::Arm => "arm",
-        Transition::StartShot => "start_shot",
-        Transition::EndShot => "end_shot",
-        Transition::Disarm => "disarm",
-        Transition::Abort => "abort",
-        Transition::Fail => "fail",
-        Transition::Reset => "reset",
     }
 }
 

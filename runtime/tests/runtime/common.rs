@@ -1,7 +1,9 @@
 //! Shared helpers: a runtime on the embedded default config in a temporary data dir.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shotline::config::{parse_str, Config, SIM_YAML};
@@ -82,4 +84,110 @@ pub fn memory(result: &JobResult, i: usize) -> Vec<u32> {
         .iter()
         .map(|m| m.parse().expect("memory is a number"))
         .collect()
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shotline");
+
+/// A `shotline serve` child process.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// Where it listens.
+    pub addr: String,
+}
+
+impl Server {
+    /// `shotline serve` on `configs/sim.yaml` with the data dir `data`, once it is ready.
+    pub fn start(data: &Path) -> Server {
+        Self::start_with(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml")),
+            data,
+        )
+    }
+
+    /// `shotline serve --config config` with the data dir `data`, once it is ready.
+    pub fn start_with(config: &Path, data: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn shotline serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("ready line");
+        Server { child, addr }
+    }
+
+    /// SIGTERM and a clean exit.
+    pub fn stop(mut self) {
+        // SIGTERM: clean shutdown with exit code 0.
+        unsafe_kill(self.child.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `kill -SIGNAL pid`.
+pub fn unsafe_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Runs the CLI with `SHOTLINE_HOME=home`: (success, stdout, stderr).
+pub fn shotline(home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SHOTLINE_HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shotline");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

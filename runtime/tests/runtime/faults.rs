@@ -51,7 +51,7 @@ fn device(kind: DeviceFaultKind, device: &str, at_shot: u64) -> FaultSpec {
     }
 }
 
-async fn devices_are_safe(rt: &Runtime) {
+pub(crate) async fn devices_are_safe(rt: &Runtime) {
     for dev in ["mot", "rf", "detuning", "interaction", "camera"] {
         let seq = ractor::registry::where_is(
             rt.ctx()

@@ -1,0 +1,281 @@
+//! The RF device on a timing card behind the firmware bridge: the firmware simulator (`shotline-cardsim`)
+//! over TCP and over a pseudo-terminal, the whole service on top. Results must equal the all-simulated run
+//! for the same seed; every bridge fault ends in a clear device fault, devices safe, never a hang; a host
+//! killed mid-job leaves the card to its watchdog.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shotline::config::{BridgeSection, BridgeTransport, Config, DeviceDriver, DeviceFaultAction};
+use shotline::protocol::JobStatus;
+use shotline::SubmitOptions;
+use shotline_cardsim::{CardSim, CardSimConfig, CardState, Listen, Misbehaviour};
+
+use crate::common::*;
+
+/// A job that uses every device, with enough shots to cross several frames of timestamps.
+fn qudit_job(shots: u32) -> serde_json::Value {
+    job1(
+        json!([
+            ["load", [0], [6]],
+            ["rlx", [0], [0.7]],
+            ["rlz", [0], [0.4]],
+            ["rlx", [0], [1.1]],
+            ["measure", [0], []]
+        ]),
+        shots,
+        Some(11),
+    )
+}
+
+fn card(listen: Listen, misbehaviour: Misbehaviour) -> CardSim {
+    let config = CardSimConfig {
+        misbehaviour,
+        ..CardSimConfig::default()
+    };
+    CardSim::spawn(config, listen).expect("card simulator starts")
+}
+
+fn tcp_card(misbehaviour: Misbehaviour) -> CardSim {
+    card(Listen::Tcp("127.0.0.1:0".parse().unwrap()), misbehaviour)
+}
+
+/// `sim.yaml` with the RF drive on the card at `endpoint`.
+fn bridged(card: &CardSim, transport: BridgeTransport) -> Config {
+    let mut c = sim_config();
+    let rf = &mut c.backends[0].devices[1];
+    assert_eq!(rf.name, "rf");
+    rf.driver = DeviceDriver::Bridge;
+    let mut b = BridgeSection {
+        transport,
+        reply_timeout_ms: 2_000,
+        connect_timeout_ms: 5_000,
+        ..BridgeSection::default()
+    };
+    match transport {
+        BridgeTransport::Tcp => b.address = card.endpoint(),
+        BridgeTransport::Serial => b.path = card.endpoint(),
+    }
+    rf.bridge = Some(b);
+    c.validate().expect("bridged config is valid");
+    c
+}
+
+async fn all_simulated_result(job: &serde_json::Value) -> shotline::protocol::JobResult {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), sim_config()).await;
+    let r = run_ok(&rt, job).await;
+    rt.shutdown().await.unwrap();
+    r
+}
+
+async fn all_simulated(job: &serde_json::Value) -> Vec<u32> {
+    memory(&all_simulated_result(job).await, 0)
+}
+
+async fn same_results_through(card: CardSim, transport: BridgeTransport) {
+    let job = qudit_job(150);
+    let sim = all_simulated_result(&job).await;
+    let expected = memory(&sim, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), bridged(&card, transport)).await;
+    let r = run_ok(&rt, &job).await;
+    assert_eq!(
+        memory(&r, 0),
+        expected,
+        "bridged results differ ({transport:?})"
+    );
+    // The card's timestamps entered the lateness report: as many events as in the all-simulated run.
+    let (t_sim, t_card) = (
+        sim.results[0].timing.clone().expect("timing"),
+        r.results[0].timing.clone().expect("timing"),
+    );
+    assert_eq!((t_card.shots, t_card.events), (t_sim.shots, t_sim.events));
+    // A second job re-uses the uploaded program and still matches.
+    let again = run_ok(&rt, &job).await;
+    assert_eq!(memory(&again, 0), expected);
+    assert!(card.stats().shots_done >= 300, "{:?}", card.stats());
+    rt.shutdown().await.unwrap();
+    // The service leaves the card safe when it stops.
+    assert!(card.outputs_safe(), "card outputs not safe after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rf_on_a_card_over_tcp_gives_the_all_simulated_results() {
+    same_results_through(tcp_card(Misbehaviour::default()), BridgeTransport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rf_on_a_card_over_a_serial_line_gives_the_all_simulated_results() {
+    let card = card(Listen::Pty, Misbehaviour::default());
+    same_results_through(card, BridgeTransport::Serial).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_corrupted_frames_are_retransmitted_and_change_nothing() {
+    let card = tcp_card(Misbehaviour {
+        drop_every: 9,
+        corrupt_every: 13,
+        ..Misbehaviour::default()
+    });
+    same_results_through(card, BridgeTransport::Tcp).await;
+}
+
+/// Submits a long job, lets it run on the card, applies `fault`, and returns the job's end.
+async fn fault_mid_job(
+    card: &CardSim,
+    config: Config,
+    fault: Misbehaviour,
+) -> (shotline::protocol::StatusRecord, shotline::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), config).await;
+    let s = rt
+        .submit("singlequdit", &qudit_job(100_000), SubmitOptions::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while card.stats().shots_done < 5 {
+        assert!(Instant::now() < deadline, "the job never ran on the card");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    card.set_misbehaviour(fault);
+    let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
+    // Keep the data dir alive as long as the runtime.
+    std::mem::forget(dir);
+    (end, rt)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_that_stops_answering_fails_the_job_naming_the_device() {
+    let card = tcp_card(Misbehaviour::default());
+    let (end, rt) = fault_mid_job(
+        &card,
+        bridged(&card, BridgeTransport::Tcp),
+        Misbehaviour {
+            silent_after_frames: Some(0),
+            ..Misbehaviour::default()
+        },
+    )
+    .await;
+    assert_eq!(end.status, JobStatus::Error, "{end:?}");
+    assert!(
+        end.error_message.contains("device rf"),
+        "{}",
+        end.error_message
+    );
+    crate::faults::devices_are_safe(&rt).await;
+    // The card answers again: the next job runs.
+    card.set_misbehaviour(Misbehaviour::default());
+    run_ok(&rt, &qudit_job(5)).await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_reset_mid_shot_is_detected_and_the_retry_policy_reruns_the_job() {
+    let card = tcp_card(Misbehaviour::default());
+    let mut config = bridged(&card, BridgeTransport::Tcp);
+    config.backends[0].device_faults.action = DeviceFaultAction::Retry;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), config).await;
+    let job = qudit_job(400);
+    let expected = all_simulated(&job).await;
+    card.set_misbehaviour(Misbehaviour {
+        reset_at_shot: Some(card.stats().shots_done as u32 + 120),
+        ..Misbehaviour::default()
+    });
+    let r = run_ok(&rt, &job).await;
+    assert_eq!(
+        memory(&r, 0),
+        expected,
+        "the re-run must give the same results"
+    );
+    assert!(card.stats().resets >= 1, "{:?}", card.stats());
+    rt.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_host_killed_mid_job_leaves_the_card_to_its_watchdog() {
+    let card = tcp_card(Misbehaviour::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml"))
+        .unwrap();
+    let rf_line = "      - { name: rf, driver: sim_dds, clock_period_ns: 1 }\n";
+    assert!(yaml.contains(rf_line));
+    let yaml = yaml.replace(
+        rf_line,
+        &format!(
+            "      - {{ name: rf, driver: bridge, clock_period_ns: 1, bridge: {{ address: \"{}\" }} }}\n",
+            card.endpoint()
+        ),
+    );
+    let config = tmp.path().join("bridge.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut server = Server::start_with(Path::new(&config), &data);
+    let addr = server.addr.clone();
+    let data_s = data.to_str().unwrap();
+    let pw = Some("correct horse\n");
+    let (ok, out, err) = shotline(
+        &home,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--data-dir",
+            data_s,
+            "--password-stdin",
+        ],
+        pw,
+    );
+    assert!(ok, "user add: {out} {err}");
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "login",
+            "--server",
+            &addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        pw,
+    );
+    assert!(ok, "login: {err}");
+    let job = tmp.path().join("long.json");
+    std::fs::write(&job, qudit_job(1_000_000).to_string()).unwrap();
+    let (ok, _, err) = shotline(
+        &home,
+        &[
+            "submit",
+            job.to_str().unwrap(),
+            "--backend",
+            "singlequdit",
+            "--server",
+            &addr,
+        ],
+        None,
+    );
+    assert!(ok, "submit: {err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while card.stats().shots_done < 3 {
+        assert!(Instant::now() < deadline, "the job never ran on the card");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_ne!(card.state(), CardState::Safe);
+    // SIGKILL: no cleanup runs on the host; only the card's watchdog can make it safe.
+    unsafe_kill(server.child.id(), 9);
+    let _ = server.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while card.state() != CardState::Safe {
+        assert!(
+            Instant::now() < deadline,
+            "the card never went safe: {:?}",
+            card.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(card.outputs_safe());
+    assert_eq!(card.stats().watchdog_expiries, 1, "{:?}", card.stats());
+}
