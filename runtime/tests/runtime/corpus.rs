@@ -696,6 +696,15 @@ const CONFIG_CASES: &[ConfigCase] = &[
     cc("empty backends list", "", "service: {}\nbackends: []\n", "backends", "backends:"),
     cc("duplicate backend name", "", "service: {}\nbackends:\n  - { name: a, model: singlequdit }\n  - { name: a, model: singlequdit, version: \"2\" }\n", "backends[1].name", "version"),
     cc("document is a list", "", "- service\n- backends\n", "", "- service"),
+    cc("bridge driver without its section", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1 }", "backends[0].devices[1].bridge", "driver: bridge"),
+    cc("bridge section on a simulated device", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: sim_dds, clock_period_ns: 1, bridge: { address: \"h:1\" } }", "backends[0].devices[1].bridge", "bridge:"),
+    cc("bridge tcp address without a port", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { address: card.lab } }", "backends[0].devices[1].bridge.address", "bridge:"),
+    cc("bridge serial without a path", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { transport: serial } }", "backends[0].devices[1].bridge.path", "bridge:"),
+    cc("bridge serial at an odd baud", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { transport: serial, path: /dev/ttyACM0, baud: 12345 } }", "backends[0].devices[1].bridge.baud", "baud:"),
+    cc("bridge window 0", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { address: \"h:1\", window: 0 } }", "backends[0].devices[1].bridge.window", "window:"),
+    cc("bridge unknown transport", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { transport: usb } }", "backends[0].devices[1].bridge.transport", "usb"),
+    cc("bridge unknown key", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { adress: \"h:1\" } }", "backends[0].devices[1].bridge.adress", "adress"),
+    cc("ttl bridge asked to rotate", "{ name: rf, driver: sim_dds, clock_period_ns: 1 }", "{ name: rf, driver: bridge, clock_period_ns: 1, bridge: { address: \"h:1\", role: ttl } }", "backends[0].sequence.rlx.device", "rlx:"),
 ];
 
 fn line_of(text: &str, needle: &str) -> Option<usize> {
