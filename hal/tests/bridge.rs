@@ -34,6 +34,9 @@ struct Script {
     mute: AtomicBool,
     /// Ignore Start commands.
     ignore_start: AtomicBool,
+    /// Send a shot's `Status` (Armed, 5 shots done) just before the answer to Arm, Abort and
+    /// SafeState, as a card does when a shot ends right before the command is processed.
+    stale_status: AtomicBool,
     chunks: Mutex<Vec<(u32, usize)>>,
     starts: Mutex<Vec<u64>>,
     connections: AtomicU32,
@@ -221,6 +224,29 @@ fn serve(mut stream: impl Read + Write, s: &Script, epoch: u64) {
                         events.clear();
                     }
                     events.extend(ev.iter().copied());
+                }
+                Message::Arm { .. } | Message::Abort | Message::SafeState
+                    if s.stale_status.load(Ordering::SeqCst) =>
+                {
+                    outbox.push_back(Message::Status(Status {
+                        state: 2,
+                        shots_done: 5,
+                        ..Status::default()
+                    }));
+                    outbox.push_back(match msg {
+                        Message::Arm { .. } => Message::Status(Status {
+                            state: 2,
+                            ..Status::default()
+                        }),
+                        Message::Abort => Message::Status(Status {
+                            state: 1,
+                            ..Status::default()
+                        }),
+                        _ => Message::Status(Status {
+                            state: 4,
+                            ..Status::default()
+                        }),
+                    });
                 }
                 Message::Arm { .. } => {
                     shots_done = 0;
@@ -676,4 +702,130 @@ fn bridge_device_over_a_serial_line_plays_shots() {
     }
     assert_eq!(dev.session().status().endpoint, path);
     assert_eq!(card.script.starts.lock().len(), 2);
+}
+
+#[test]
+fn a_shot_status_queued_before_a_command_is_not_taken_for_its_answer() {
+    let card = ScriptedCard::spawn();
+    card.script.stale_status.store(true, Ordering::SeqCst);
+    let session = Session::start(config(&card)).unwrap();
+    session.wait_connected(Duration::from_secs(5)).unwrap();
+    let t = Duration::from_secs(2);
+    let Ok(Reply::Status(s)) = session.request(Request::Abort, t) else {
+        panic!("abort failed");
+    };
+    assert_eq!(
+        s.state, 1,
+        "the abort's own answer (Loaded), not the shot's: {s:?}"
+    );
+    let arm = Request::Arm {
+        timeline_id: 1,
+        events_total: 0,
+    };
+    let Ok(Reply::Status(s)) = session.request(arm, t) else {
+        panic!("arm failed");
+    };
+    assert_eq!((s.state, s.shots_done), (2, 0), "{s:?}");
+    let Ok(Reply::Status(s)) = session.request(Request::SafeState, t) else {
+        panic!("safe state failed");
+    };
+    assert_eq!(s.state, 4, "{s:?}");
+}
+
+/// 5000 digital events on channel 0: a shot report larger than the session's report ring.
+fn big_timeline() -> DeviceTimeline {
+    DeviceTimeline {
+        device: "card".into(),
+        events: (0..5000u64)
+            .map(|i| Event {
+                t_ns: i * 10,
+                channel: 0,
+                action: Action::Digital { high: i % 2 == 0 },
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_late_report_of_an_abandoned_shot_is_not_taken_for_the_next_run_with_the_same_shot_number() {
+    let card = ScriptedCard::spawn();
+    let mut o = BridgeOptions::new(card.endpoint());
+    o.heartbeat_ms = 20;
+    o.reply_timeout_ms = 500;
+    let mut dev = BridgeDevice::new("card", o, 0, None).unwrap();
+    let tl = big_timeline();
+    dev.program(&tl).unwrap();
+    dev.arm().unwrap();
+    // Run 1, shot 0 is triggered and the card reports it, but the run ends before its end_shot
+    // (another device failed): the report stays queued.
+    dev.start_shot(&ctx(0)).unwrap();
+    dev.trigger(&ctx(0), monotonic_ns()).unwrap();
+    // The abort is answered after the card's whole report (the card answers in order).
+    dev.disarm().unwrap();
+    assert_eq!(dev.program(&tl), Ok(false));
+    dev.arm().unwrap();
+    // Run 2, shot 0 again; this time the card never plays it.
+    card.script.ignore_start.store(true, Ordering::SeqCst);
+    dev.start_shot(&ctx(0)).unwrap();
+    dev.trigger(&ctx(0), monotonic_ns()).unwrap();
+    let err = dev.end_shot(&ctx(0), &mut Readout::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("did not report shot 0"),
+        "the first run's report was taken for this shot: {err}"
+    );
+}
+
+/// A TCP listener whose accept queue is full: a further connect waits until its own timeout.
+fn full_listener() -> (std::os::fd::OwnedFd, String, Vec<std::net::TcpStream>) {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls on a descriptor we own; the address struct is fully initialised.
+    let (fd, port) = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut len = len;
+        libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fd),
+            u16::from_be(addr.sin_port),
+        )
+    };
+    let address = format!("127.0.0.1:{port}");
+    let sock: std::net::SocketAddr = address.parse().unwrap();
+    let held = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(200)).ok()
+        })
+        .collect();
+    (fd, address, held)
+}
+
+#[test]
+fn dropping_a_session_stuck_connecting_does_not_wait_for_the_connect_timeout() {
+    let (_listener, address, _held) = full_listener();
+    let sock: std::net::SocketAddr = address.parse().unwrap();
+    if std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(300)).is_ok() {
+        eprintln!("this system accepts connections beyond a full queue; nothing to test");
+        return;
+    }
+    let mut c = SessionConfig::new(Endpoint::Tcp { address });
+    c.connect_timeout_ms = 60_000;
+    c.reply_timeout_ms = 200;
+    let session = Session::start(c).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    drop(session);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "drop waited {:?} for a connect bounded by 60 s",
+        t.elapsed()
+    );
 }

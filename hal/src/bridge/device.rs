@@ -121,6 +121,10 @@ pub struct BridgeDevice {
     cache: Option<Cached>,
     next_timeline_id: u32,
     uploads: u64,
+    /// Number of the last trigger sent to the session: unique for the device's lifetime, so a late
+    /// report of an earlier (failed, abandoned) shot never matches the current one even when the
+    /// shot clock reuses shot numbers (every run counts from 0).
+    trigger_id: u64,
     applied: Vec<Nanos>,
     acquired: Readout,
     card: Option<CardInfo>,
@@ -185,6 +189,7 @@ impl BridgeDevice {
             cache: None,
             next_timeline_id: 1,
             uploads: 0,
+            trigger_id: 0,
             applied: Vec::new(),
             acquired: Readout::new(),
             card: None,
@@ -305,6 +310,9 @@ impl BridgeDevice {
         if let Err(e) = self.session.request(Request::Abort, self.reply_timeout()) {
             return Err((false, self.session_fault(e)));
         }
+        // The epoch before the upload: if the card loses its timeline while (or right after) it is
+        // uploaded, the cache is stale and the next arm uploads again.
+        let epoch = self.session.status().epoch;
         let id = self.next_timeline_id;
         self.next_timeline_id = self.next_timeline_id.checked_add(1).unwrap_or(1);
         let rounds = 1 + events.len() as u64 / (44 * self.options.window.max(1) as u64);
@@ -317,7 +325,7 @@ impl BridgeDevice {
             timeout,
         );
         match r {
-            Ok(_) => Ok((id, self.session.status().epoch)),
+            Ok(_) => Ok((id, epoch)),
             Err(e @ SessionError::Card { .. }) => Err((true, self.session_fault(e))),
             Err(e) => Err((false, self.session_fault(e))),
         }
@@ -480,6 +488,7 @@ impl Device for BridgeDevice {
                 state: self.lifecycle.state().name(),
             });
         }
+        let id = self.trigger_id;
         let deadline = monotonic_ns().saturating_add(self.options.reply_timeout_ms * 1_000_000);
         loop {
             while let Some(r) = self.session.next_report() {
@@ -488,7 +497,7 @@ impl Device for BridgeDevice {
                         shot: s,
                         event,
                         host_ns,
-                    } if s == shot.shot => {
+                    } if s == id => {
                         if let Some(slot) = self.applied.get_mut(event as usize) {
                             *slot = host_ns;
                         }
@@ -498,7 +507,7 @@ impl Device for BridgeDevice {
                         channel,
                         offset,
                         sum,
-                    } if s == shot.shot => {
+                    } if s == id => {
                         let last = self
                             .acquired
                             .iter_mut()
@@ -515,13 +524,13 @@ impl Device for BridgeDevice {
                             }
                         }
                     }
-                    ShotReport::Done { shot: s } if s == shot.shot => {
+                    ShotReport::Done { shot: s } if s == id => {
                         for v in &self.acquired {
                             let _ = out.push(*v);
                         }
                         return self.step(Transition::EndShot);
                     }
-                    ShotReport::Fault { shot: s, fault } if s.is_none() || s == Some(shot.shot) => {
+                    ShotReport::Fault { shot: s, fault } if s.is_none() || s == Some(id) => {
                         return Err(self.shot_fault(shot.shot, fault.describe()));
                     }
                     _ => {}
@@ -610,7 +619,8 @@ impl Device for BridgeDevice {
                 state: self.lifecycle.state().name(),
             });
         }
-        match self.session.trigger(shot.shot, t0_ns) {
+        self.trigger_id = self.trigger_id.wrapping_add(1);
+        match self.session.trigger(self.trigger_id, t0_ns) {
             Ok(()) => Ok(()),
             Err(f) => Err(self.shot_fault(shot.shot, f.describe())),
         }

@@ -443,7 +443,7 @@ impl Session {
     /// Sends `request` and waits at most `timeout` for its answer.
     pub fn request(&self, request: Request, timeout: Duration) -> Result<Reply, SessionError> {
         let what = request.what();
-        let timeout_ms = timeout.as_millis() as u64;
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let (tx, rx) = mpsc::channel();
         let cmd = Command {
             request,
@@ -457,7 +457,7 @@ impl Session {
             });
         }
         self.wake.wake();
-        match rx.recv_timeout(timeout + Duration::from_millis(20)) {
+        match rx.recv_timeout(timeout.saturating_add(Duration::from_millis(20))) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(SessionError::Timeout {
                 endpoint: self.endpoint.clone(),
@@ -477,7 +477,11 @@ impl Session {
 
     /// Waits at most `timeout` for the session to be established; returns the card's `Hello`.
     pub fn wait_connected(&self, timeout: Duration) -> Result<CardInfo, SessionError> {
-        let deadline = std::time::Instant::now() + timeout;
+        let now = std::time::Instant::now();
+        // A timeout too large for the clock waits "forever" (a year).
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
         let mut status = self.shared.status.lock();
         loop {
             if status.connected {
@@ -535,7 +539,19 @@ impl Drop for Session {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.wake.wake();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // The thread sees the stop flag within one loop turn, unless it is inside a blocking
+            // step (a TCP connect, bounded by connect_timeout_ms; a write to a card that does not
+            // read, bounded by reply_timeout_ms). Wait at most the reply timeout for it; a thread
+            // still busy then is left to finish that step and exit on its own.
+            let give_up = std::time::Instant::now() + self.reply_timeout;
+            while !t.is_finished() && std::time::Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(card = %self.endpoint, "session thread still busy at drop; left to exit by itself");
+            }
         }
     }
 }

@@ -248,8 +248,14 @@ fn open_tcp(address: &str, timeout: Duration) -> Result<Transport, TransportErro
         })?
         .collect();
     let mut last = None;
+    // One bound for the whole attempt, however many addresses the name resolves to.
+    let start = Instant::now();
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout.max(Duration::from_millis(1))) {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() && last.is_some() {
+            break;
+        }
+        match TcpStream::connect_timeout(addr, left.max(Duration::from_millis(1))) {
             Ok(stream) => {
                 stream
                     .set_nodelay(true)

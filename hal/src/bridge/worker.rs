@@ -24,6 +24,7 @@ mod progress;
 const MS: u64 = 1_000_000;
 const MIN_BACKOFF_MS: u64 = 50;
 const CARD_ARMED: u8 = 2;
+const CARD_RUNNING: u8 = 3;
 const CARD_SAFE: u8 = 4;
 const WATCHDOG_EXPIRED: u16 = 21;
 

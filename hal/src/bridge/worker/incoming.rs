@@ -1,10 +1,10 @@
 //! Input from the card: frames, the firmware-reset rule, and what each message means for the
 //! pending request and the shots in flight.
 
-use shotline_firmware_bridge::message::{msg_type, Status};
+use shotline_firmware_bridge::message::{msg_type, Status, MAX_TIMESTAMPS};
 use shotline_firmware_bridge::{Frame, Message};
 
-use super::{Ending, OpState, Worker, CARD_ARMED, CARD_SAFE, MS, WATCHDOG_EXPIRED};
+use super::{Ending, OpState, Worker, CARD_ARMED, CARD_RUNNING, CARD_SAFE, MS, WATCHDOG_EXPIRED};
 use crate::bridge::clock::ClockEstimate;
 use crate::bridge::session::{CardInfo, Reply, SessionError, ShotFault, ShotReport};
 use crate::bridge::transport::ReadOutcome;
@@ -140,12 +140,16 @@ impl Worker {
                 let Some(conn) = self.conn.as_ref() else {
                     return;
                 };
-                let clock = conn.clock.clone();
-                for (i, t) in applied_ticks.iter().enumerate() {
+                // Converted first (no copy of the estimate, no allocation), then reported.
+                let mut host_ns = [0u64; MAX_TIMESTAMPS];
+                for (h, t) in host_ns.iter_mut().zip(applied_ticks.iter()) {
+                    *h = conn.clock.card_to_host(*t);
+                }
+                for (i, h) in host_ns.iter().take(applied_ticks.len()).enumerate() {
                     self.report(ShotReport::Applied {
                         shot: host_shot,
                         event: first_event.saturating_add(i as u32),
-                        host_ns: clock.card_to_host(*t),
+                        host_ns: *h,
                     });
                 }
             }
@@ -236,7 +240,14 @@ impl Worker {
     pub(super) fn on_status(&mut self, s: Status) {
         if let Some(op) = self.op.as_mut() {
             if let OpState::AwaitStatus { message, sent } = &op.state {
-                if *sent {
+                // A shot's `Status` (state Armed or Running, `shots_done` ≥ 1) queued by the card
+                // before it processed the command is not the command's answer: the answer to `Arm`
+                // has `shots_done` 0, the answer to `Abort` / `SafeState` is never Armed or Running.
+                let answer = match **message {
+                    Message::Arm { .. } => s.shots_done == 0,
+                    _ => s.state != CARD_ARMED && s.state != CARD_RUNNING,
+                };
+                if *sent && answer {
                     let reply = match **message {
                         Message::Arm { .. } if s.state != CARD_ARMED => {
                             Err(SessionError::Unexpected {
