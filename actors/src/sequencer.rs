@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use shotline_hal::bridge::{SessionStatus, StatusHandle};
 use shotline_hal::{DeviceHandle, DeviceState, DeviceTimeline};
 
 /// What a sequencer reports of its device.
@@ -18,6 +19,20 @@ pub struct SequencerStatus {
     pub last_error: Option<String>,
 }
 
+/// How long [`SequencerMsg::Describe`] waits for a device held elsewhere before calling it busy.
+pub const DESCRIBE_WAIT: Duration = Duration::from_millis(20);
+
+/// What a sequencer tells an operator about its device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceReport {
+    /// The lifecycle state; `None` when the device was busy (held by the shot clock or an operation).
+    pub state: Option<DeviceState>,
+    /// The last error of a program, safe state or reset, if the last such operation failed.
+    pub last_error: Option<String>,
+    /// For a device on a timing card: its session (connection, clock fit, link counters).
+    pub card: Option<SessionStatus>,
+}
+
 /// Messages of a sequencer.
 pub enum SequencerMsg {
     /// Upload `timeline`; answers whether the upload really happened (false: identical program cached).
@@ -26,8 +41,11 @@ pub enum SequencerMsg {
     SafeState(RpcReplyPort<Result<(), String>>),
     /// Reset / reconnect the device: safe state and the upload cache forgotten.
     Reset(RpcReplyPort<Result<(), String>>),
-    /// The device's state.
+    /// The device's state (waits up to the device timeout for a device the shot clock holds).
     Status(RpcReplyPort<SequencerStatus>),
+    /// For operators: the state if the device is free within [`DESCRIBE_WAIT`] (else `None`: busy, e.g.
+    /// playing shots), the last error, and the timing-card session if any. Never waits long.
+    Describe(RpcReplyPort<DeviceReport>),
     /// Fault injection: panic inside the handler (tests and drills).
     InjectPanic,
 }
@@ -38,6 +56,8 @@ pub struct SequencerArgs {
     pub device: DeviceHandle,
     /// How long to wait for the device (it may be held by the shot clock).
     pub device_timeout: Duration,
+    /// For a device on a timing card: its session's status, readable while the shot clock holds the device.
+    pub card: Option<StatusHandle>,
 }
 
 /// State of a sequencer.
@@ -45,6 +65,7 @@ pub struct Sequencer {
     device: DeviceHandle,
     timeout: Duration,
     last_error: Option<String>,
+    card: Option<StatusHandle>,
 }
 
 /// The sequencer actor.
@@ -81,6 +102,7 @@ impl Actor for SequencerActor {
             device: args.device,
             timeout: args.device_timeout,
             last_error: None,
+            card: args.card,
         })
     }
 
@@ -131,6 +153,15 @@ impl Actor for SequencerActor {
                     },
                 };
                 let _ = reply.send(status);
+            }
+            SequencerMsg::Describe(reply) => {
+                let device_state =
+                    with_device(&state.device, DESCRIBE_WAIT, |d| Ok(d.state())).await;
+                let _ = reply.send(DeviceReport {
+                    state: device_state.ok(),
+                    last_error: state.last_error.clone(),
+                    card: state.card.as_ref().map(StatusHandle::status),
+                });
             }
         }
         Ok(())

@@ -390,6 +390,60 @@ pub struct BackendStatus {
     pub status_msg: String,
     /// The execution currently running, if any.
     pub running_execution: Option<String>,
+    /// The backend's devices (only in the answer to `backend`; empty in `backends`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceStatus>,
+}
+
+/// One device of a backend, as its sequencer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// Device name from the configuration.
+    pub name: String,
+    /// Driver (`sim_ttl`, `sim_dds`, `sim_camera`, `bridge`).
+    pub driver: String,
+    /// Lifecycle state: `manual`, `programming`, `programmed`, `armed`, `running`, `fault`; `unknown` when
+    /// its sequencer did not answer.
+    pub state: String,
+    /// The last error of a program, safe state or reset, if the last such operation failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// For a device on a timing card (`driver: bridge`): the card and its link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardStatus>,
+}
+
+/// The connection to a timing card behind the firmware bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardStatus {
+    /// `host:port` or serial device path.
+    pub endpoint: String,
+    /// The session is established (the card said `Hello`) and the link is up.
+    pub connected: bool,
+    /// The card's serial number from its `Hello` (current or last session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<u32>,
+    /// The card's clock rate in Hz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_hz: Option<u64>,
+    /// Fitted drift of the card clock against the host's (ppm, positive: card fast).
+    pub drift_ppm: f64,
+    /// Heartbeat round trips in the clock fit.
+    pub clock_samples: u64,
+    /// Smallest heartbeat round trip in the fit window (ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rtt_ns: Option<u64>,
+    /// Sessions established since the server started.
+    pub connects: u64,
+    /// Firmware resets seen (the card said `Hello` mid-session).
+    pub firmware_resets: u64,
+    /// Frames retransmitted on the current connection.
+    pub retransmissions: u64,
+    /// Frames rejected by their CRC on the current connection.
+    pub crc_errors: u64,
+    /// The last connection or protocol problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Stable error codes of [`ErrorBody::code`].

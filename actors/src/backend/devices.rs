@@ -3,7 +3,7 @@
 //! for loading, rotations and imaging act on it with the configured rates.
 
 use shotline_config::{BackendSection, BridgeTransport, DeviceDriver, DeviceSection};
-use shotline_hal::bridge::{BridgeDevice, BridgeOptions, BridgeRole, Endpoint};
+use shotline_hal::bridge::{BridgeDevice, BridgeOptions, BridgeRole, Endpoint, StatusHandle};
 use shotline_hal::sim::{Coupling, FaultSwitch, SimDevice, SimDriver, SimWorld};
 use shotline_hal::{DeviceError, DeviceHandle};
 
@@ -15,6 +15,8 @@ pub struct BackendDevices {
     pub world: SimWorld,
     /// Fault-injection switches of the simulated devices, by device name.
     pub faults: Vec<(String, FaultSwitch)>,
+    /// For each device (same order), the status of its timing-card session (`driver: bridge` only).
+    pub cards: Vec<Option<StatusHandle>>,
 }
 
 /// What the device named `name` does to the simulated atoms, from the sequence configuration.
@@ -75,6 +77,7 @@ pub fn build(section: &BackendSection) -> Result<BackendDevices, DeviceError> {
     let world = SimWorld::new(section.max_atoms);
     let mut faults = Vec::new();
     let mut handles = Vec::with_capacity(section.devices.len());
+    let mut cards = Vec::with_capacity(section.devices.len());
     for (i, d) in section.devices.iter().enumerate() {
         let index = i as u16;
         let coupling = coupling(section, &d.name);
@@ -91,17 +94,20 @@ pub fn build(section: &BackendSection) -> Result<BackendDevices, DeviceError> {
                     index,
                     Some((world.clone(), coupling)),
                 )?;
+                cards.push(Some(dev.status_handle()));
                 handles.push(shotline_hal::device::handle(Box::new(dev)));
                 continue;
             }
         };
         let dev = SimDevice::new(&d.name, kind, d.clock_period_ns, index, &world, coupling);
         faults.push((d.name.clone(), dev.fault_switch()));
+        cards.push(None);
         handles.push(shotline_hal::device::handle(Box::new(dev)));
     }
     Ok(BackendDevices {
         handles,
         world,
         faults,
+        cards,
     })
 }

@@ -106,6 +106,8 @@ pub struct BackendState {
     restarting: bool,
     paused: bool,
     faults: Vec<(String, shotline_hal::sim::FaultSwitch)>,
+    /// Timing-card session status per device (`driver: bridge` only), for the sequencers.
+    cards: Vec<Option<shotline_hal::bridge::StatusHandle>>,
 }
 
 /// The backend supervisor actor.
@@ -148,6 +150,7 @@ async fn start_children(
     myself: &ActorRef<BackendMsg>,
     args: &BackendArgs,
     devices: &[DeviceHandle],
+    cards: &[Option<shotline_hal::bridge::StatusHandle>],
 ) -> Result<(Arc<parking_lot::Mutex<ClockControl>>, Children), ActorProcessingErr> {
     let name = &args.section.name;
     let (control, outputs) = shot_clock::spawn(
@@ -174,7 +177,7 @@ async fn start_children(
     )
     .await?;
     let mut sequencers = Vec::with_capacity(devices.len());
-    for (dev, section) in devices.iter().zip(&args.section.devices) {
+    for (i, (dev, section)) in devices.iter().zip(&args.section.devices).enumerate() {
         let (s, _) = Actor::spawn_linked(
             Some(args.ctx.name(&roles::backend_child(
                 name,
@@ -184,6 +187,7 @@ async fn start_children(
             SequencerArgs {
                 device: dev.clone(),
                 device_timeout: args.ctx.call_timeout(),
+                card: cards.get(i).cloned().flatten(),
             },
             cell.clone(),
         )
@@ -408,7 +412,8 @@ impl Actor for BackendActor {
         })?;
         // Whatever a previous process left behind, start from the safe state.
         safe_state_devices(&args.section.name, &built.handles, args.ctx.call_timeout());
-        let (clock, children) = start_children(&myself, &args, &built.handles).await?;
+        let (clock, children) =
+            start_children(&myself, &args, &built.handles, &built.cards).await?;
         let sup = &args.ctx.config().supervision;
         // A pause survives a restart of the backend: the registry remembers it.
         let paused = match args.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
@@ -435,6 +440,7 @@ impl Actor for BackendActor {
             restarting: false,
             paused,
             faults: built.faults,
+            cards: built.cards,
         })
     }
 
@@ -595,7 +601,8 @@ impl Actor for BackendActor {
             .await;
         state.clock.lock().shutdown();
         safe_state_devices(&name, &state.devices, state.args.ctx.call_timeout());
-        let (clock, children) = start_children(&myself, &state.args, &state.devices).await?;
+        let (clock, children) =
+            start_children(&myself, &state.args, &state.devices, &state.cards).await?;
         state.clock = clock;
         state.children = children;
         state.restarting = false;

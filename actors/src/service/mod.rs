@@ -52,6 +52,7 @@ pub struct LoggedIn {
 }
 
 pub mod admin;
+pub mod devices;
 pub mod jobs;
 pub mod limits;
 
@@ -254,6 +255,7 @@ impl Service {
             pending_jobs: pending,
             status_msg: entry.status_msg.clone(),
             running_execution: entry.running_execution.clone(),
+            devices: Vec::new(),
         }
     }
 
@@ -302,7 +304,8 @@ impl Service {
     ) -> Result<(BackendConfig, BackendStatus), ServiceError> {
         let e = self.entry(name).await?;
         let pending = self.pending().await.get(name).copied().unwrap_or(0);
-        let status = Self::backend_status(&e, pending);
+        let mut status = Self::backend_status(&e, pending);
+        status.devices = devices::describe(&self.ctx, name).await;
         Ok((e.config, status))
     }
 

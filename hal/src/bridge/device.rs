@@ -202,6 +202,11 @@ impl BridgeDevice {
         &self.session
     }
 
+    /// A view of the session's status to keep apart from the device (for operators).
+    pub fn status_handle(&self) -> super::session::StatusHandle {
+        self.session.status_handle()
+    }
+
     /// Timelines really uploaded (identical re-programs are skipped).
     pub fn uploads(&self) -> u64 {
         self.uploads

@@ -18,6 +18,6 @@ pub use clock::ClockEstimate;
 pub use device::{BridgeDevice, BridgeOptions, BridgeRole};
 pub use session::{
     CardInfo, Reply, Request, Session, SessionConfig, SessionError, SessionStatus, ShotFault,
-    ShotReport,
+    ShotReport, StatusHandle,
 };
 pub use transport::{Endpoint, Transport, TransportError};

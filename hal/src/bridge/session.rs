@@ -368,6 +368,24 @@ pub(crate) struct Shared {
     pub(crate) notify: Mutex<Option<Thread>>,
 }
 
+/// A read-only view of a session's [`SessionStatus`] that can be kept apart from the device (operators
+/// read it while the shot clock holds the device). Cheap to clone; outlives the session harmlessly.
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Shared>);
+
+impl StatusHandle {
+    /// The session's current status.
+    pub fn status(&self) -> SessionStatus {
+        self.0.status.lock().clone()
+    }
+}
+
+impl std::fmt::Debug for StatusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StatusHandle").finish_non_exhaustive()
+    }
+}
+
 /// The handle of a session thread. Dropping it tries a `SafeState`, then stops the thread.
 pub struct Session {
     endpoint: String,
@@ -473,6 +491,11 @@ impl Session {
     /// A snapshot of the session.
     pub fn status(&self) -> SessionStatus {
         self.shared.status.lock().clone()
+    }
+
+    /// A status view to keep apart from the device.
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(self.shared.clone())
     }
 
     /// Waits at most `timeout` for the session to be established; returns the card's `Hello`.

@@ -37,6 +37,35 @@ fn backend_status() -> BackendStatus {
         pending_jobs: 3,
         status_msg: "ok".into(),
         running_execution: Some("exec-9".into()),
+        devices: vec![
+            shotline_protocol::DeviceStatus {
+                name: "mot".into(),
+                driver: "sim_ttl".into(),
+                state: "manual".into(),
+                last_error: None,
+                card: None,
+            },
+            shotline_protocol::DeviceStatus {
+                name: "rf".into(),
+                driver: "bridge".into(),
+                state: "fault".into(),
+                last_error: Some("device rf: fault: card 10.0.0.5:7700 is not connected".into()),
+                card: Some(shotline_protocol::CardStatus {
+                    endpoint: "10.0.0.5:7700".into(),
+                    connected: false,
+                    card_id: Some(7),
+                    clock_hz: Some(1_000_000_000),
+                    drift_ppm: -2.5,
+                    clock_samples: 64,
+                    min_rtt_ns: Some(41_000),
+                    connects: 2,
+                    firmware_resets: 1,
+                    retransmissions: 3,
+                    crc_errors: 1,
+                    last_error: Some("link down".into()),
+                }),
+            },
+        ],
     }
 }
 

@@ -164,9 +164,43 @@ pub async fn backend(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
                 params.join(", ")
             );
         }
+        if !status.devices.is_empty() {
+            println!("  devices:");
+            for d in &status.devices {
+                println!("    {}", device_line(d));
+            }
+        }
     }
     client.close().await;
     Ok(())
+}
+
+/// One line per device: name, driver, state, the card's link for bridge devices, the last error.
+fn device_line(d: &shotline_protocol::DeviceStatus) -> String {
+    let mut line = format!("{:<12} {:<10} {}", d.name, d.driver, d.state);
+    if let Some(c) = &d.card {
+        let id = c.card_id.map(|i| format!(" card {i}")).unwrap_or_default();
+        line.push_str(&format!(
+            " — {} {}{id}, drift {:+.1} ppm, {} connects, {} firmware resets, {} retransmissions",
+            c.endpoint,
+            if c.connected {
+                "connected"
+            } else {
+                "NOT CONNECTED"
+            },
+            c.drift_ppm,
+            c.connects,
+            c.firmware_resets,
+            c.retransmissions
+        ));
+        if let (false, Some(e)) = (c.connected, &c.last_error) {
+            line.push_str(&format!(" ({e})"));
+        }
+    }
+    if let Some(e) = &d.last_error {
+        line.push_str(&format!("; last error: {e}"));
+    }
+    line
 }
 
 fn read_job(file: &Path) -> anyhow::Result<Value> {

@@ -92,6 +92,23 @@ async fn same_results_through(card: CardSim, transport: BridgeTransport) {
         r.results[0].timing.clone().expect("timing"),
     );
     assert_eq!((t_card.shots, t_card.events), (t_sim.shots, t_sim.events));
+    // Operators see the card: connected, its id and clock, next to the simulated devices.
+    let (_, status) = rt.service().backend("singlequdit").await.unwrap();
+    let names: Vec<&str> = status.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["mot", "rf", "detuning", "interaction", "camera"]);
+    let rf = &status.devices[1];
+    assert_eq!(
+        (rf.driver.as_str(), rf.state.as_str()),
+        ("bridge", "manual"),
+        "{rf:?}"
+    );
+    let link = rf.card.as_ref().expect("rf has a card");
+    assert!(link.connected, "{link:?}");
+    assert_eq!(
+        (link.card_id, link.clock_hz),
+        (Some(CardSimConfig::default().card_id), Some(1_000_000_000))
+    );
+    assert!(status.devices[0].card.is_none());
     // A second job re-uses the uploaded program and still matches.
     let again = run_ok(&rt, &job).await;
     assert_eq!(memory(&again, 0), expected);

@@ -68,6 +68,10 @@ fn serve_login_submit_wait_restart_and_find_the_result_again() {
     assert!(ok, "{err}");
     let backend: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(backend["config"]["max_experiments"], 1000);
+    let devices = backend["status"]["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 5, "{devices:?}");
+    assert_eq!(devices[4]["name"], "camera");
+    assert_eq!(devices[4]["state"], "manual");
 
     let job = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/rabi.json");
     let (ok, out, err) = shotline(
