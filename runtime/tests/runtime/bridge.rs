@@ -296,3 +296,68 @@ fn a_host_killed_mid_job_leaves_the_card_to_its_watchdog() {
     assert!(card.outputs_safe());
     assert_eq!(card.stats().watchdog_expiries, 1, "{:?}", card.stats());
 }
+
+/// The `shotline-cardsim` binary, killed on drop.
+struct CardProcess(std::process::Child);
+
+impl Drop for CardProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_binary_with_a_drifting_clock_is_fitted_and_changes_no_result() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shotline-cardsim"))
+        .args([
+            "--tcp",
+            "127.0.0.1:0",
+            "--drift-ppm",
+            "2000",
+            "--card-id",
+            "42",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn shotline-cardsim");
+    let stdout = child.stdout.take().unwrap();
+    let _card = CardProcess(child);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(line["event"], "listening", "{first}");
+    let endpoint = line["endpoint"].as_str().unwrap().to_string();
+
+    let mut config = sim_config();
+    let rf = &mut config.backends[0].devices[1];
+    rf.driver = DeviceDriver::Bridge;
+    rf.bridge = Some(BridgeSection {
+        address: endpoint,
+        ..BridgeSection::default()
+    });
+    let job = qudit_job(100);
+    let expected = all_simulated(&job).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), config).await;
+    assert_eq!(memory(&run_ok(&rt, &job).await, 0), expected);
+    // A card clock 2000 ppm fast (2 ms per second): once the heartbeats span a second, the fit sees it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let card = loop {
+        let (_, status) = rt.service().backend("singlequdit").await.unwrap();
+        let card = status.devices[1].card.clone().expect("rf has a card");
+        if card.clock_samples >= 60 {
+            break card;
+        }
+        assert!(Instant::now() < deadline, "no clock samples: {card:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(card.card_id, Some(42));
+    assert!(
+        (card.drift_ppm - 2000.0).abs() < 500.0,
+        "fitted drift {} ppm, the card runs 2000 ppm fast: {card:?}",
+        card.drift_ppm
+    );
+    rt.shutdown().await.unwrap();
+}
