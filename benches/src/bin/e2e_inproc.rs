@@ -7,15 +7,22 @@
 //! every 1 ms (`Runtime::wait` polls every 20 ms, which would quantise the figure to 20 ms), so each figure
 //! is up to ~1 ms long. Also reported: submit → first poll seeing RUNNING (queueing and compilation) and
 //! RUNNING → DONE (playing, analysis, persistence). Every job's result is checked to hold 100 measurements.
+//!
+//! The same job also runs, alternating with the all-simulated one, on a second runtime whose RF drive is a
+//! timing card behind the firmware bridge (the firmware simulator on loopback TCP, in this process): rows
+//! `card_*`, and `card_overhead_per_shot_us` = (card p50 − all-sim p50) / shots. Both runtimes return the
+//! same memory for the same seed (checked).
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
+use shotline::config::{BridgeSection, DeviceDriver};
 use shotline_benches::inproc::{
     check_result, sim_config, start_runtime, submit_and_time, tokio_runtime, POLL,
 };
 use shotline_benches::{args_or_exit, new_histogram, record, Percentiles, Report, ResultRow};
+use shotline_cardsim::{CardSim, CardSimConfig, Listen};
 
 /// `examples/rabi.json`: one experiment, 100 shots.
 const RABI_JOB: &str = include_str!("../../../examples/rabi.json");
@@ -29,16 +36,38 @@ fn main() -> Result<()> {
     let job: Value = serde_json::from_str(RABI_JOB).context("parsing examples/rabi.json")?;
     let shots = job["experiment_0"]["shots"].as_u64().unwrap_or(0);
     let config = sim_config()?;
+    let card = CardSim::spawn(
+        CardSimConfig::default(),
+        Listen::Tcp("127.0.0.1:0".parse().context("loopback address")?),
+    )
+    .map_err(|e| anyhow!("card simulator: {e}"))?;
+    let mut card_config = config.clone();
+    let rf = card_config.backends[0]
+        .devices
+        .iter_mut()
+        .find(|d| d.name == "rf")
+        .ok_or_else(|| anyhow!("sim.yaml has no rf device"))?;
+    rf.driver = DeviceDriver::Bridge;
+    rf.bridge = Some(BridgeSection {
+        address: card.endpoint(),
+        ..BridgeSection::default()
+    });
     let mut report = Report::new("e2e_inproc", args);
     let dir = tempfile::tempdir().context("creating a temporary data dir")?;
+    let card_dir = tempfile::tempdir().context("creating a temporary data dir")?;
     let tokio = tokio_runtime(2)?;
     let (mut total, mut queued, mut playing) = (new_histogram(), new_histogram(), new_histogram());
+    let (mut card_total, mut card_playing) = (new_histogram(), new_histogram());
     tokio.block_on(async {
         let rt = start_runtime(config, dir.path()).await?;
+        let card_rt = start_runtime(card_config, card_dir.path()).await?;
         let timeout = Duration::from_secs(60);
         submit_and_time(&rt, "singlequdit", &job, timeout)
             .await
             .context("warm-up job")?;
+        submit_and_time(&card_rt, "singlequdit", &job, timeout)
+            .await
+            .context("warm-up job with the RF on the card")?;
         for i in 0..jobs {
             let t = submit_and_time(&rt, "singlequdit", &job, timeout)
                 .await
@@ -47,13 +76,36 @@ fn main() -> Result<()> {
             record(&mut total, t.total_ns());
             record(&mut queued, t.running_ns.saturating_sub(t.submitted_ns));
             record(&mut playing, t.running_to_done_ns());
+            let c = submit_and_time(&card_rt, "singlequdit", &job, timeout)
+                .await
+                .with_context(|| format!("job {i} with the RF on the card"))?;
+            check_result(&card_rt, &c.job_id, shots as usize).await?;
+            let (a, b) = (
+                rt.result(&t.job_id).await.map_err(|e| anyhow!("{e}"))?,
+                card_rt
+                    .result(&c.job_id)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?,
+            );
+            if a.results[0].data.memory != b.results[0].data.memory {
+                return Err(anyhow!(
+                    "job {i}: the card run's memory differs from the all-sim run"
+                ));
+            }
+            record(&mut card_total, c.total_ns());
+            record(&mut card_playing, c.running_to_done_ns());
         }
         rt.shutdown()
+            .await
+            .map_err(|e| anyhow!("runtime shutdown: {e}"))?;
+        card_rt
+            .shutdown()
             .await
             .map_err(|e| anyhow!("runtime shutdown: {e}"))?;
         anyhow::Ok(())
     })?;
     drop(tokio);
+    card.stop();
     report.results.push(
         ResultRow::new("submit_to_done")
             .percentiles(&Percentiles::of(&total))
@@ -65,6 +117,22 @@ fn main() -> Result<()> {
     report
         .results
         .push(ResultRow::new("running_to_done").percentiles(&Percentiles::of(&playing)));
+    let (sim_p50, card_p50) = (
+        Percentiles::of(&total).p50_ns,
+        Percentiles::of(&card_total).p50_ns,
+    );
+    report.results.push(
+        ResultRow::new("card_submit_to_done")
+            .percentiles(&Percentiles::of(&card_total))
+            .field("shots_per_job", shots)
+            .field(
+                "card_overhead_per_shot_us",
+                (card_p50 as f64 - sim_p50 as f64) / shots.max(1) as f64 / 1000.0,
+            ),
+    );
+    report
+        .results
+        .push(ResultRow::new("card_running_to_done").percentiles(&Percentiles::of(&card_playing)));
     report.notes.push(format!(
         "status polled every {} ms (a thread sleep): figures are up to ~1 ms long; RUNNING is seen at the \
          first poll after it is set",
