@@ -144,9 +144,9 @@ async fn fault_mid_job(
     card: &CardSim,
     config: Config,
     fault: Misbehaviour,
+    dir: &Path,
 ) -> (shotline::protocol::StatusRecord, shotline::Runtime) {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(dir, config).await;
     let s = rt
         .submit("singlequdit", &qudit_job(100_000), SubmitOptions::default())
         .await
@@ -158,14 +158,13 @@ async fn fault_mid_job(
     }
     card.set_misbehaviour(fault);
     let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
-    // Keep the data dir alive as long as the runtime.
-    std::mem::forget(dir);
     (end, rt)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_that_stops_answering_fails_the_job_naming_the_device() {
     let card = tcp_card(Misbehaviour::default());
+    let dir = tempfile::tempdir().unwrap();
     let (end, rt) = fault_mid_job(
         &card,
         bridged(&card, BridgeTransport::Tcp),
@@ -173,6 +172,7 @@ async fn a_card_that_stops_answering_fails_the_job_naming_the_device() {
             silent_after_frames: Some(0),
             ..Misbehaviour::default()
         },
+        dir.path(),
     )
     .await;
     assert_eq!(end.status, JobStatus::Error, "{end:?}");
