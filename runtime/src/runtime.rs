@@ -221,6 +221,21 @@ impl Runtime {
             .await
     }
 
+    /// Pauses (`true`) or resumes a backend as the local user (an administrator): a paused backend's running
+    /// job is re-queued and nothing starts until it is resumed, also across restarts.
+    pub async fn set_paused(&self, backend: &str, paused: bool) -> Result<String, ServiceError> {
+        let user = self.local().await?.clone();
+        self.service.set_paused(&user, backend, paused).await
+    }
+
+    /// Emergency stop of every backend as the local user: running jobs stop at the next shot boundary and
+    /// are re-queued, devices go to their safe state, backends stay paused (also across restarts) until
+    /// resumed.
+    pub async fn estop(&self) -> Result<String, ServiceError> {
+        let user = self.local().await?.clone();
+        self.service.estop(&user).await
+    }
+
     /// Submits a job (JSON, in the format of DESIGN section 6) as the local user.
     pub async fn submit(
         &self,

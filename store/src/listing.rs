@@ -1,5 +1,5 @@
-//! Queries for listings and account administration: job pages with filters, per-user counts, password
-//! changes, user removal.
+//! Queries for listings and administration: job pages with filters, per-user counts, password changes,
+//! user removal, persisted backend pauses.
 
 use rusqlite::params;
 
@@ -136,5 +136,33 @@ impl Store {
         self.conn
             .execute("DELETE FROM users WHERE id = ?1", [user.id])?;
         Ok(())
+    }
+
+    /// Records that `backend` is paused (`Some((reason, at))`) or no longer (`None`). A pause survives
+    /// restarts until an operator resumes the backend.
+    pub fn set_backend_pause(&self, backend: &str, pause: Option<(&str, &str)>) -> Result<()> {
+        match pause {
+            Some((reason, at)) => self.conn.execute(
+                "INSERT INTO backend_pauses (backend, reason, paused_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (backend) DO UPDATE SET reason = excluded.reason, paused_at = excluded.paused_at",
+                params![backend, reason, at],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM backend_pauses WHERE backend = ?1", [backend])?,
+        };
+        Ok(())
+    }
+
+    /// Why and since when `backend` is paused, if it is.
+    pub fn backend_pause(&self, backend: &str) -> Result<Option<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT reason, paused_at FROM backend_pauses WHERE backend = ?1")?;
+        let mut rows = stmt.query([backend])?;
+        match rows.next()? {
+            Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+            None => Ok(None),
+        }
     }
 }

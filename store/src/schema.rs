@@ -9,7 +9,16 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// The migrations, in strictly increasing version order. Plain, portable SQL (TEXT/INTEGER/REAL).
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, V1)];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, V1), (2, V2)];
+
+/// v2: a backend paused by an operator, an emergency stop or a device fault stays paused across restarts.
+const V2: &str = "
+CREATE TABLE backend_pauses (
+    backend TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    paused_at TEXT NOT NULL
+);
+";
 
 const V1: &str = "
 CREATE TABLE users (

@@ -59,11 +59,11 @@ fn open_creates_dirs_and_pragmas_read_back_wal_full() {
 fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     let (_d, path) = db();
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     store.add_user("alice", None, "h", false, T0).unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert!(
         store.user_by_name("alice").unwrap().is_some(),
         "reopen must keep data"
@@ -532,4 +532,31 @@ fn calibrations_keep_their_provenance() {
     let got = s.calibrations("fermions").unwrap();
     assert_eq!(got, [shotline_store::CalibrationRecord { id, ..cal }]);
     assert!(s.calibrations("other").unwrap().is_empty());
+}
+
+#[test]
+fn a_backend_pause_is_kept_until_it_is_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.backend_pause("q").unwrap(), None);
+        store
+            .set_backend_pause(
+                "q",
+                Some(("emergency stop by admin", "2026-11-22T07:00:00Z")),
+            )
+            .unwrap();
+        store
+            .set_backend_pause("q", Some(("device fault: rf", "2026-11-22T07:01:00Z")))
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.backend_pause("q").unwrap(),
+        Some(("device fault: rf".into(), "2026-11-22T07:01:00Z".into()))
+    );
+    assert_eq!(store.backend_pause("other").unwrap(), None);
+    store.set_backend_pause("q", None).unwrap();
+    assert_eq!(store.backend_pause("q").unwrap(), None);
 }

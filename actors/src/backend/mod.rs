@@ -9,6 +9,7 @@
 pub mod compile;
 pub mod devices;
 pub mod execution;
+pub mod pause;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -415,8 +416,9 @@ impl Actor for BackendActor {
         let (clock, children) =
             start_children(&myself, &args, &built.handles, &built.cards).await?;
         let sup = &args.ctx.config().supervision;
-        // A pause survives a restart of the backend: the registry remembers it.
-        let paused = match args.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+        // A pause survives a restart of the backend (the registry remembers it) and of the server (the
+        // store does).
+        let mut paused = match args.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
             Some(r) => {
                 let name = args.section.name.clone();
                 matches!(
@@ -427,6 +429,13 @@ impl Actor for BackendActor {
             }
             None => false,
         };
+        if !paused {
+            if let Some((reason, since)) = pause::stored(&args).await {
+                tracing::warn!(backend = %args.section.name, %reason, %since, "backend paused before the restart stays paused; resume it with `shotline backend resume`");
+                set_registry_paused(&args, true);
+                paused = true;
+            }
+        }
         Ok(BackendState {
             restarts: RestartTracker::new(RestartPolicy {
                 max_restarts: sup.max_restarts,
@@ -487,6 +496,7 @@ impl Actor for BackendActor {
                 {
                     state.paused = true;
                     set_registry_paused(&state.args, true);
+                    pause::persist(&state.args, Some(format!("device fault: {reason}"))).await;
                     tracing::error!(backend = %state.args.section.name, %reason, "backend paused after a device fault (device_faults.pause_backend); resume it when the apparatus is fixed");
                 }
                 if let Some(s) = state.args.ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
@@ -517,6 +527,11 @@ impl Actor for BackendActor {
             BackendMsg::SetPaused(paused, reply) => {
                 state.paused = paused;
                 set_registry_paused(&state.args, paused);
+                pause::persist(
+                    &state.args,
+                    paused.then(|| "paused by an operator".to_string()),
+                )
+                .await;
                 if paused {
                     state
                         .stop_running(Duration::from_secs(10), execution::STOP_SHUTDOWN)
@@ -539,6 +554,8 @@ impl Actor for BackendActor {
                     &state.devices,
                     state.args.ctx.call_timeout(),
                 );
+                // Recorded after the devices are safe: the stop itself never waits for the disk.
+                pause::persist(&state.args, Some("emergency stop".to_string())).await;
                 tracing::warn!(backend = %state.args.section.name, "emergency stop: devices in their safe state, backend paused");
                 let _ = reply.send(());
             }

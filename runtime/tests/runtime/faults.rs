@@ -327,3 +327,38 @@ async fn a_submission_is_acknowledged_only_after_its_commit_returned() {
         .unwrap();
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), sim_config()).await;
+    rt.estop().await.unwrap();
+    rt.shutdown().await.unwrap();
+
+    // Restarted on the same data dir: still paused, a new job waits.
+    let rt = start_in(dir.path(), sim_config()).await;
+    let (_, status) = rt.service().backend("singlequdit").await.unwrap();
+    assert!(
+        status.paused,
+        "the emergency stop was forgotten by the restart"
+    );
+    let job = job1(json!([["measure", [0], []]]), 3, Some(1));
+    let s = rt
+        .submit("singlequdit", &job, SubmitOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rt.status(&s.job_id).await.unwrap().status,
+        JobStatus::Queued,
+        "ran while paused"
+    );
+    // Resumed: the job runs, and the next restart starts unpaused.
+    rt.set_paused("singlequdit", false).await.unwrap();
+    let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Done);
+    rt.shutdown().await.unwrap();
+    let rt = start_in(dir.path(), sim_config()).await;
+    assert!(!rt.service().backend("singlequdit").await.unwrap().1.paused);
+    rt.shutdown().await.unwrap();
+}

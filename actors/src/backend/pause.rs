@@ -1,0 +1,32 @@
+//! A backend's pause is durable: an operator's pause, an emergency stop or a device fault with
+//! `device_faults.pause_backend` is recorded in the store (`backend_pauses`), so a restart of the server
+//! does not silently resume a queue that someone stopped on purpose. Only `resume_backend` lifts it.
+
+use super::BackendArgs;
+use crate::persistence::Db;
+
+/// Records that the backend is paused for `reason`, or (`None`) that it was resumed.
+pub async fn persist(args: &BackendArgs, reason: Option<String>) {
+    let backend = args.section.name.clone();
+    let at = crate::time::utc_now();
+    let b = backend.clone();
+    let r = Db::new(&args.ctx)
+        .run(move |s| s.set_backend_pause(&b, reason.as_deref().map(|r| (r, at.as_str()))))
+        .await;
+    if let Err(e) = r {
+        tracing::error!(%backend, error = %e, "could not record the pause in the store: it will not survive a restart");
+    }
+}
+
+/// The pause recorded for this backend (reason, since when), if any.
+pub async fn stored(args: &BackendArgs) -> Option<(String, String)> {
+    let backend = args.section.name.clone();
+    let b = backend.clone();
+    match Db::new(&args.ctx).run(move |s| s.backend_pause(&b)).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(%backend, error = %e, "could not read the recorded pause; starting unpaused");
+            None
+        }
+    }
+}
