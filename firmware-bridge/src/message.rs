@@ -284,6 +284,19 @@ fn expect_list(
 }
 
 impl Message {
+    /// The `Hello` a host sends on connecting: its protocol version, every other field 0.
+    pub const fn host_hello() -> Self {
+        Self::Hello {
+            protocol_version: crate::frame::PROTOCOL_VERSION,
+            card_id: 0,
+            channels: 0,
+            clock_hz: 0,
+            max_events: 0,
+            buffer_events: 0,
+            watchdog_ms: 0,
+        }
+    }
+
     /// The message type code of this message.
     pub const fn msg_type(&self) -> u8 {
         match self {

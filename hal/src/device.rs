@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::lifecycle::DeviceState;
 use crate::time::Nanos;
-use crate::timeline::{DeviceTimeline, Event, TimelineError};
+use crate::timeline::{Action, DeviceTimeline, Event, TimelineError};
 
 /// Identity of one shot: what a simulated device needs to be reproducible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,42 @@ pub enum DeviceError {
         /// Device.
         device: String,
     },
+}
+
+/// Pulse setpoints of a TTL-like output: a non-negative level (for the MOT: the atom number to load).
+pub const TTL_SETPOINTS: (f64, f64) = (0.0, 1.0e6);
+/// Pulse setpoints of a DDS-like output: a relative amplitude.
+pub const DDS_SETPOINTS: (f64, f64) = (0.0, 1.0);
+
+/// Checks a timeline against what a driver can do: every action passes `allowed` (listed as `allowed_names`
+/// in the error) and every pulse setpoint lies in `info.setpoint_range`. The first offending event is named.
+pub fn check_actions(
+    info: &DeviceInfo,
+    timeline: &DeviceTimeline,
+    allowed: impl Fn(&Action) -> bool,
+    allowed_names: &str,
+) -> Result<(), DeviceError> {
+    let fault = |reason: String| DeviceError::Fault {
+        device: info.name.clone(),
+        reason,
+    };
+    let (lo, hi) = info.setpoint_range;
+    for (i, ev) in timeline.events.iter().enumerate() {
+        if !allowed(&ev.action) {
+            return Err(fault(format!(
+                "event {i}: a {} cannot perform {:?} (allowed: {allowed_names})",
+                info.driver, ev.action
+            )));
+        }
+        if let Action::Pulse { setpoint, .. } = ev.action {
+            if !(lo..=hi).contains(&setpoint) {
+                return Err(fault(format!(
+                    "event {i}: setpoint {setpoint} is outside the device range [{lo}, {hi}]"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A driver for one piece of hardware.

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::device::DeviceError;
+
 /// Where a device stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceState {
@@ -100,6 +102,17 @@ impl fmt::Display for NotAllowed {
     }
 }
 
+impl NotAllowed {
+    /// The error a driver named `device` reports: the refused operation and the state it came in.
+    pub fn for_device(self, device: &str) -> DeviceError {
+        DeviceError::WrongState {
+            device: device.to_string(),
+            operation: self.transition.operation(),
+            state: self.state.name(),
+        }
+    }
+}
+
 /// The state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifecycle {
@@ -143,6 +156,27 @@ impl Lifecycle {
         let next = self.check(t)?;
         self.state = next;
         Ok(next)
+    }
+
+    /// Applies `t` for the driver named `device`, or the wrong-state error naming it.
+    pub fn step(&mut self, device: &str, t: Transition) -> Result<(), DeviceError> {
+        self.apply(t).map(|_| ()).map_err(|e| e.for_device(device))
+    }
+
+    /// `Ok` inside a shot (running); else the wrong-state error of `operation` for the driver `device`.
+    pub fn require_running(
+        &self,
+        device: &str,
+        operation: &'static str,
+    ) -> Result<(), DeviceError> {
+        if self.state == DeviceState::Running {
+            return Ok(());
+        }
+        Err(DeviceError::WrongState {
+            device: device.to_string(),
+            operation,
+            state: self.state.name(),
+        })
     }
 }
 

@@ -58,15 +58,7 @@ pub fn pty(sim: &CardSim) -> Host {
 }
 
 pub fn hello() -> Message {
-    Message::Hello {
-        protocol_version: 1,
-        card_id: 0,
-        channels: 0,
-        clock_hz: 0,
-        max_events: 0,
-        buffer_events: 0,
-        watchdog_ms: 0,
-    }
+    Message::host_hello()
 }
 
 pub fn heartbeat() -> Message {

@@ -118,19 +118,7 @@ fn armed<'a>(storage: &'a mut [StoredEvent], events: &[WireEvent]) -> (Card<'a, 
     let mut card = Card::new(config(), storage, LinkConfig::default());
     card.reset_link();
     let mut host = Host::new();
-    host.send(
-        M::Hello {
-            protocol_version: 1,
-            card_id: 0,
-            channels: 0,
-            clock_hz: 0,
-            max_events: 0,
-            buffer_events: 0,
-            watchdog_ms: 0,
-        },
-        &mut card,
-        t(0),
-    );
+    host.send(M::host_hello(), &mut card, t(0));
     let hello = host.take();
     assert!(
         matches!(hello[..], [M::Hello { card_id: 42, channels: 4, clock_hz: HZ, max_events, watchdog_ms: 100, .. }] if max_events == capacity),
@@ -493,19 +481,7 @@ fn a_hello_with_seq_0_starts_a_new_session_and_keeps_the_timeline() {
     assert!(card.link.next_expected() > 1);
     // The host restarts (serial: the card cannot see it) and says Hello again.
     let mut host2 = Host::new();
-    host2.send(
-        M::Hello {
-            protocol_version: 1,
-            card_id: 0,
-            channels: 0,
-            clock_hz: 0,
-            max_events: 0,
-            buffer_events: 0,
-            watchdog_ms: 0,
-        },
-        &mut card,
-        t(1000),
-    );
+    host2.send(M::host_hello(), &mut card, t(1000));
     assert!(matches!(host2.take()[..], [M::Hello { card_id: 42, .. }]));
     assert_eq!(card.stats().sessions, 1);
     assert_eq!(card.state(), CardState::Armed, "state kept");

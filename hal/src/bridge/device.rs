@@ -9,7 +9,10 @@ use std::time::Duration;
 use super::session::{CardInfo, Reply, Request, Session, SessionConfig, SessionError, ShotReport};
 use super::transport::Endpoint;
 use super::wire::{to_wire, TickScale};
-use crate::device::{Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext};
+use crate::device::{
+    check_actions, Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext,
+    DDS_SETPOINTS, TTL_SETPOINTS,
+};
 use crate::lifecycle::{DeviceState, Lifecycle, Transition};
 use crate::sim::{Coupling, SimWorld};
 use crate::time::{monotonic_ns, Nanos};
@@ -34,8 +37,22 @@ impl BridgeRole {
 
     fn setpoint_range(self) -> (f64, f64) {
         match self {
-            BridgeRole::Ttl => (0.0, 1.0e6),
-            BridgeRole::Dds => (0.0, 1.0),
+            BridgeRole::Ttl => TTL_SETPOINTS,
+            BridgeRole::Dds => DDS_SETPOINTS,
+        }
+    }
+
+    fn performs(self, action: &Action) -> bool {
+        match self {
+            BridgeRole::Ttl => true,
+            BridgeRole::Dds => !matches!(action, Action::Digital { .. }),
+        }
+    }
+
+    fn actions(self) -> &'static str {
+        match self {
+            BridgeRole::Ttl => "Digital, Pulse, Acquire",
+            BridgeRole::Dds => "Pulse, Acquire",
         }
     }
 }
@@ -224,14 +241,7 @@ impl BridgeDevice {
     }
 
     fn step(&mut self, t: Transition) -> Result<(), DeviceError> {
-        self.lifecycle
-            .apply(t)
-            .map(|_| ())
-            .map_err(|e| DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: e.transition.operation(),
-                state: e.state.name(),
-            })
+        self.lifecycle.step(&self.info.name, t)
     }
 
     fn fail(&mut self, e: DeviceError) -> DeviceError {
@@ -244,38 +254,8 @@ impl BridgeDevice {
     }
 
     fn check_actions(&self, timeline: &DeviceTimeline) -> Result<(), DeviceError> {
-        let (lo, hi) = self.info.setpoint_range;
-        for (i, ev) in timeline.events.iter().enumerate() {
-            let ok = matches!(
-                (self.options.role, ev.action),
-                (
-                    BridgeRole::Ttl,
-                    Action::Digital { .. } | Action::Pulse { .. } | Action::Acquire { .. }
-                ) | (
-                    BridgeRole::Dds,
-                    Action::Pulse { .. } | Action::Acquire { .. }
-                )
-            );
-            if !ok {
-                return Err(self.fault(format!(
-                    "event {i}: a {} cannot perform {:?} (allowed: {})",
-                    self.info.driver,
-                    ev.action,
-                    match self.options.role {
-                        BridgeRole::Ttl => "Digital, Pulse, Acquire",
-                        BridgeRole::Dds => "Pulse, Acquire",
-                    }
-                )));
-            }
-            if let Action::Pulse { setpoint, .. } = ev.action {
-                if !(lo..=hi).contains(&setpoint) {
-                    return Err(self.fault(format!(
-                        "event {i}: setpoint {setpoint} is outside the device range [{lo}, {hi}]"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let role = self.options.role;
+        check_actions(&self.info, timeline, |a| role.performs(a), role.actions())
     }
 
     /// Validates and converts `timeline` for `card`.
@@ -412,11 +392,7 @@ impl Device for BridgeDevice {
     fn arm(&mut self) -> Result<(), DeviceError> {
         self.lifecycle
             .check(Transition::Arm)
-            .map_err(|e| DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "arm",
-                state: e.state.name(),
-            })?;
+            .map_err(|e| e.for_device(&self.info.name))?;
         let Some(cached) = self.cache.as_ref() else {
             let e = self.fault("arm without an uploaded program (program it again)");
             return Err(self.fail(e));
@@ -472,13 +448,7 @@ impl Device for BridgeDevice {
         event: &Event,
         shot: &ShotContext,
     ) -> Result<(), DeviceError> {
-        if self.lifecycle.state() != DeviceState::Running {
-            return Err(DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "apply",
-                state: self.lifecycle.state().name(),
-            });
-        }
+        self.lifecycle.require_running(&self.info.name, "apply")?;
         match &self.world {
             Some((w, slot)) => w.on_event(*slot, event, shot, &self.info.name),
             None => Ok(()),
@@ -486,13 +456,8 @@ impl Device for BridgeDevice {
     }
 
     fn end_shot(&mut self, shot: &ShotContext, out: &mut Readout) -> Result<(), DeviceError> {
-        if self.lifecycle.state() != DeviceState::Running {
-            return Err(DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "end_shot",
-                state: self.lifecycle.state().name(),
-            });
-        }
+        self.lifecycle
+            .require_running(&self.info.name, "end_shot")?;
         let id = self.trigger_id;
         let deadline = monotonic_ns().saturating_add(self.options.reply_timeout_ms * 1_000_000);
         loop {
@@ -617,13 +582,7 @@ impl Device for BridgeDevice {
     }
 
     fn trigger(&mut self, shot: &ShotContext, t0_ns: Nanos) -> Result<(), DeviceError> {
-        if self.lifecycle.state() != DeviceState::Running {
-            return Err(DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "trigger",
-                state: self.lifecycle.state().name(),
-            });
-        }
+        self.lifecycle.require_running(&self.info.name, "trigger")?;
         self.trigger_id = self.trigger_id.wrapping_add(1);
         match self.session.trigger(self.trigger_id, t0_ns) {
             Ok(()) => Ok(()),

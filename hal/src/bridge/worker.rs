@@ -160,15 +160,7 @@ impl Worker {
                 };
                 let now = monotonic_ns();
                 let mut link = Link::new(link_cfg);
-                let hello = Message::Hello {
-                    protocol_version: 1,
-                    card_id: 0,
-                    channels: 0,
-                    clock_hz: 0,
-                    max_events: 0,
-                    buffer_events: 0,
-                    watchdog_ms: 0,
-                };
+                let hello = Message::host_hello();
                 let flushed = transport.write_all(&[0], timeout);
                 if let Err(e) = flushed {
                     self.connect_failed(e.to_string());

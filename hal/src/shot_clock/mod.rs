@@ -320,6 +320,7 @@ impl Worker {
         let cfg = self.config.clone();
         // Hardware-timed devices play their events on their own clock: no waiting for their deadlines.
         let hardware: Vec<bool> = guards.iter().map(|g| g.hardware_timed()).collect();
+        let any_hardware = hardware.contains(&true);
         let mut first_t0: Option<Nanos> = None;
         let mut readout = Readout::new();
         for shot in 0..run.shots {
@@ -440,7 +441,7 @@ impl Worker {
                     break;
                 }
             }
-            if failed.is_none() {
+            if failed.is_none() && any_hardware {
                 failed = self.hardware_lateness(
                     run,
                     guards,

@@ -6,7 +6,10 @@
 
 use super::fault::{FaultSwitch, Firing};
 use super::world::{Coupling, SimWorld};
-use crate::device::{Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext};
+use crate::device::{
+    check_actions, Device, DeviceError, DeviceInfo, Readout, ReadoutValue, ShotContext,
+    DDS_SETPOINTS, TTL_SETPOINTS,
+};
 use crate::lifecycle::{DeviceState, Lifecycle, Transition};
 use crate::timeline::{Action, DeviceTimeline, Event};
 
@@ -35,9 +38,29 @@ impl SimDriver {
     /// load), a DDS pulse a relative amplitude in [0, 1]; a camera takes no pulses.
     pub fn setpoint_range(self) -> (f64, f64) {
         match self {
-            SimDriver::Ttl => (0.0, 1.0e6),
-            SimDriver::Dds => (0.0, 1.0),
+            SimDriver::Ttl => TTL_SETPOINTS,
+            SimDriver::Dds => DDS_SETPOINTS,
             SimDriver::Camera => (0.0, 0.0),
+        }
+    }
+
+    /// Whether this driver can perform `action`, and the actions it can perform, in words.
+    fn performs(self, action: &Action) -> bool {
+        matches!(
+            (self, action),
+            (
+                SimDriver::Ttl,
+                Action::Digital { .. } | Action::Pulse { .. }
+            ) | (SimDriver::Dds, Action::Pulse { .. })
+                | (SimDriver::Camera, Action::Acquire { .. })
+        )
+    }
+
+    fn actions(self) -> &'static str {
+        match self {
+            SimDriver::Ttl => "Digital, Pulse",
+            SimDriver::Dds => "Pulse",
+            SimDriver::Camera => "Acquire",
         }
     }
 }
@@ -107,49 +130,12 @@ impl SimDevice {
     }
 
     fn step(&mut self, t: Transition) -> Result<(), DeviceError> {
-        self.lifecycle
-            .apply(t)
-            .map(|_| ())
-            .map_err(|e| DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: e.transition.operation(),
-                state: e.state.name(),
-            })
+        self.lifecycle.step(&self.info.name, t)
     }
 
     fn check_actions(&self, timeline: &DeviceTimeline) -> Result<(), DeviceError> {
-        let (lo, hi) = self.info.setpoint_range;
-        for (i, ev) in timeline.events.iter().enumerate() {
-            let ok = matches!(
-                (self.kind, ev.action),
-                (
-                    SimDriver::Ttl,
-                    Action::Digital { .. } | Action::Pulse { .. }
-                ) | (SimDriver::Dds, Action::Pulse { .. })
-                    | (SimDriver::Camera, Action::Acquire { .. })
-            );
-            if !ok {
-                return Err(DeviceError::Fault {
-                    device: self.info.name.clone(),
-                    reason: format!(
-                        "event {i}: a {} cannot perform {:?}",
-                        self.kind.name(),
-                        ev.action
-                    ),
-                });
-            }
-            if let Action::Pulse { setpoint, .. } = ev.action {
-                if !(lo..=hi).contains(&setpoint) {
-                    return Err(DeviceError::Fault {
-                        device: self.info.name.clone(),
-                        reason: format!(
-                            "event {i}: setpoint {setpoint} is outside the device range [{lo}, {hi}]"
-                        ),
-                    });
-                }
-            }
-        }
-        Ok(())
+        let kind = self.kind;
+        check_actions(&self.info, timeline, |a| kind.performs(a), kind.actions())
     }
 }
 
@@ -187,11 +173,7 @@ impl Device for SimDevice {
         self.disconnected()?;
         self.lifecycle
             .check(Transition::Arm)
-            .map_err(|e| DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "arm",
-                state: e.state.name(),
-            })?;
+            .map_err(|e| e.for_device(&self.info.name))?;
         if let Err(e) = self.world.prepare(&self.info.name) {
             let _ = self.step(Transition::Fail);
             return Err(e);
@@ -210,13 +192,7 @@ impl Device for SimDevice {
         event: &Event,
         shot: &ShotContext,
     ) -> Result<(), DeviceError> {
-        if self.lifecycle.state() != DeviceState::Running {
-            return Err(DeviceError::WrongState {
-                device: self.info.name.clone(),
-                operation: "apply",
-                state: self.lifecycle.state().name(),
-            });
-        }
+        self.lifecycle.require_running(&self.info.name, "apply")?;
         match self.faults.check(shot.shot) {
             Firing::No => {}
             Firing::Error => {

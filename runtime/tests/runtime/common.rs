@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use shotline::config::{parse_str, Config, SIM_YAML};
 use shotline::protocol::{JobResult, JobStatus};
 use shotline::{Runtime, StartOptions, SubmitOptions};
+use shotline_client::{Client, Trust};
 
 /// The embedded default config.
 pub fn sim_config() -> Config {
@@ -190,4 +191,50 @@ pub fn shotline(home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, Strin
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// An in-process runtime with the QUIC gateway on 127.0.0.1:0 and a pin file for its clients.
+pub struct Remote {
+    /// The runtime.
+    pub rt: Runtime,
+    /// Where the gateway listens.
+    pub addr: String,
+    /// Where clients keep their pins.
+    pub pins: tempfile::TempDir,
+    /// The server's data dir.
+    pub data: tempfile::TempDir,
+}
+
+/// Starts [`Remote`] on `config` with a temporary data dir.
+pub async fn serve_remote(config: Config) -> Remote {
+    let data = tempfile::tempdir().unwrap();
+    let rt = Runtime::start_with(
+        config,
+        "sha256:test".into(),
+        StartOptions {
+            data_dir: Some(data.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            gateway: true,
+            admin_socket: false,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = rt.listen_addr().unwrap().to_string();
+    Remote {
+        rt,
+        addr,
+        pins: tempfile::tempdir().unwrap(),
+        data,
+    }
+}
+
+impl Remote {
+    /// A client trusting the server on first use.
+    pub async fn client(&self) -> Client {
+        let trust = Trust::Pin {
+            pins_file: self.pins.path().join("pins.json"),
+        };
+        Client::connect(&self.addr, &trust).await.unwrap()
+    }
 }

@@ -13,9 +13,9 @@ use serde_json::json;
 use shotline::config::{parse_str, ConfigError, SIM_YAML};
 use shotline::protocol::wire::{decode_body, Response};
 use shotline::protocol::{JobStatus, Value};
-use shotline::{Runtime, StartOptions, SubmitOptions, LOCAL_USER};
+use shotline::{SubmitOptions, LOCAL_USER};
 use shotline_actors::service::jobs::JobQuery;
-use shotline_client::{Client, Trust};
+use shotline_client::Client;
 use shotline_hal::lifecycle::DeviceState;
 use shotline_hal::sim::{Coupling, InjectedFault, SimDevice, SimDriver, SimWorld};
 use shotline_hal::timeline::{TimelineError, MAX_SHOT_NS};
@@ -300,46 +300,11 @@ fn check_frame(
     }
 }
 
-struct Served {
-    rt: Runtime,
-    addr: String,
-    pins: tempfile::TempDir,
-    _data: tempfile::TempDir,
-}
-
-async fn serve() -> Served {
+async fn serve() -> Remote {
     let mut config = sim_config();
     config.limits.max_frame_bytes = MAX_FRAME;
     config.limits.request_timeout_ms = 300;
-    let data = tempfile::tempdir().unwrap();
-    let rt = Runtime::start_with(
-        config,
-        "sha256:test".into(),
-        StartOptions {
-            data_dir: Some(data.path().to_path_buf()),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            gateway: true,
-            admin_socket: false,
-        },
-    )
-    .await
-    .unwrap();
-    let addr = rt.listen_addr().unwrap().to_string();
-    Served {
-        rt,
-        addr,
-        pins: tempfile::tempdir().unwrap(),
-        _data: data,
-    }
-}
-
-impl Served {
-    async fn client(&self) -> Client {
-        let trust = Trust::Pin {
-            pins_file: self.pins.path().join("pins.json"),
-        };
-        Client::connect(&self.addr, &trust).await.unwrap()
-    }
+    serve_remote(config).await
 }
 
 fn small_job(shots: u32) -> serde_json::Value {

@@ -4,52 +4,13 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shotline::config::Config;
 use shotline::protocol::wire::JobEvent;
 use shotline::protocol::{JobStatus, Value};
-use shotline::{Runtime, StartOptions};
-use shotline_client::{Client, ClientError, JobsQuery, SubmitOptions, Trust};
+use shotline_client::{Client, ClientError, JobsQuery, SubmitOptions};
 
 use crate::common::*;
 
-struct Remote {
-    rt: Runtime,
-    addr: String,
-    pins: tempfile::TempDir,
-    _data: tempfile::TempDir,
-}
-
-async fn serve(config: Config) -> Remote {
-    let data = tempfile::tempdir().unwrap();
-    let rt = Runtime::start_with(
-        config,
-        "sha256:test".into(),
-        StartOptions {
-            data_dir: Some(data.path().to_path_buf()),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            gateway: true,
-            admin_socket: false,
-        },
-    )
-    .await
-    .unwrap();
-    let addr = rt.listen_addr().unwrap().to_string();
-    Remote {
-        rt,
-        addr,
-        pins: tempfile::tempdir().unwrap(),
-        _data: data,
-    }
-}
-
 impl Remote {
-    async fn client(&self) -> Client {
-        let trust = Trust::Pin {
-            pins_file: self.pins.path().join("pins.json"),
-        };
-        Client::connect(&self.addr, &trust).await.unwrap()
-    }
-
     async fn user(&self, name: &str, admin: bool) -> (Client, String) {
         self.rt
             .service()
@@ -89,7 +50,7 @@ fn long_job() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order() {
-    let r = serve(sim_config()).await;
+    let r = serve_remote(sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     assert_eq!(c.whoami(&token).await.unwrap(), ("alice".into(), false));
     assert_eq!(c.backends(&token).await.unwrap()[0].name, "singlequdit");
@@ -248,7 +209,7 @@ async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_auth_failure_is_refused() {
-    let r = serve(sim_config()).await;
+    let r = serve_remote(sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     let (_, bob) = r.user("bob", false).await;
     let job = value(job1(json!([["measure", [0], []]]), 2, None));
@@ -306,7 +267,7 @@ async fn every_auth_failure_is_refused() {
     let expired = "f".repeat(64);
     let hash = shotline_actors::auth::token_hash(&expired);
     let uid = r.rt.service().user("alice").await.unwrap().id;
-    let db = r._data.path().join("shotline.db");
+    let db = r.data.path().join("shotline.db");
     let store = shotline_store::Store::open(&db).unwrap();
     store
         .insert_token(&hash, uid, "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z")
@@ -326,7 +287,7 @@ async fn every_auth_failure_is_refused() {
 async fn registration_works_when_the_config_allows_it() {
     let mut config = sim_config();
     config.auth.allow_registration = true;
-    let r = serve(config).await;
+    let r = serve_remote(config).await;
     let c = r.client().await;
     assert_eq!(c.register("eve", "password123").await.unwrap(), "eve");
     assert_eq!(code(c.register("eve", "password123").await), "CONFLICT");
@@ -343,7 +304,7 @@ async fn limits_are_enforced_with_clear_errors() {
     config.limits.max_connections_per_user = 1;
     config.limits.max_frame_bytes = 4096;
     config.limits.request_timeout_ms = 300;
-    let r = serve(config).await;
+    let r = serve_remote(config).await;
     let (c, token) = r.user("alice", false).await;
     // Queued jobs per user.
     let a = c
@@ -411,7 +372,7 @@ async fn limits_are_enforced_with_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_of_queued_and_running_jobs_and_of_finished_ones() {
-    let r = serve(sim_config()).await;
+    let r = serve_remote(sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     let a = c
         .submit(&token, "singlequdit", long_job(), SubmitOptions::default())
@@ -461,7 +422,7 @@ async fn cancel_of_queued_and_running_jobs_and_of_finished_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_estop() {
-    let r = serve(sim_config()).await;
+    let r = serve_remote(sim_config()).await;
     let (c, admin) = r.user("root", true).await;
     let a = c
         .submit(&admin, "singlequdit", long_job(), SubmitOptions::default())
