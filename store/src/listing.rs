@@ -51,7 +51,8 @@ fn row_bytes(j: &JobRecord, owner: &str) -> usize {
 }
 
 impl Store {
-    /// A page of jobs matching `f`, newest first, with their owners' names.
+    /// A page of jobs matching `f`, newest first, with their owners' names (without their bodies: `body`
+    /// is empty).
     pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<(JobRecord, String)>> {
         let since = f
             .since
@@ -63,9 +64,13 @@ impl Store {
             .as_deref()
             .map(|s| crate::records::normalize_time("until", s))
             .transpose()?;
+        // The job body (up to a frame) is not part of a listing: it is not read (`body` is empty).
         let cols: String = JOB_COLS
             .split(',')
-            .map(|c| format!("j.{}", c.trim()))
+            .map(|c| match c.trim() {
+                "body" => "'' AS body".to_string(),
+                c => format!("j.{c}"),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(

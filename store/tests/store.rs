@@ -605,6 +605,10 @@ fn a_listing_stops_reading_rows_at_its_byte_budget() {
         "three rows fit, the fourth crosses the budget"
     );
     assert_eq!(page[0].0.id, "j19", "newest first");
+    assert!(
+        page[0].0.body.is_empty(),
+        "a listing does not read job bodies"
+    );
     f.max_bytes = 1;
     assert_eq!(
         s.list_jobs(&f).unwrap().len(),

@@ -4,7 +4,7 @@ use shotline_protocol::wire::{codes, JobSummary};
 use shotline_protocol::{JobStatus, StatusRecord};
 use shotline_store::{JobFilter, UserRecord};
 
-use super::{status_of, Service};
+use super::{shown, status_of, Service};
 use crate::backend::BackendMsg;
 use crate::context::roles;
 use crate::error::ServiceError;
@@ -23,19 +23,6 @@ fn encoded_len(summary: &JobSummary) -> usize {
     shotline_protocol::encode_frame(summary, usize::MAX).map_or(usize::MAX / 2, |f| {
         f.len() - shotline_protocol::FRAME_HEADER_LEN
     })
-}
-
-/// A user-given value in an error message: at most 64 characters of it.
-fn shown(v: &str) -> String {
-    if v.chars().count() <= 64 {
-        format!("{v:?}")
-    } else {
-        format!(
-            "{:?}... ({} bytes)",
-            v.chars().take(64).collect::<String>(),
-            v.len()
-        )
-    }
 }
 
 impl Service {

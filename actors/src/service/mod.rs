@@ -86,6 +86,20 @@ async fn ask<M: Message, T: Send + 'static>(
     }
 }
 
+/// A client-given value in an error message: at most 64 characters of it, so an answer never echoes a
+/// request-sized string.
+pub(crate) fn shown(v: &str) -> String {
+    if v.chars().count() <= 64 {
+        format!("{v:?}")
+    } else {
+        format!(
+            "{:?}... ({} bytes)",
+            v.chars().take(64).collect::<String>(),
+            v.len()
+        )
+    }
+}
+
 /// The status record of a stored job.
 pub fn status_of(job: &shotline_store::JobRecord) -> StatusRecord {
     StatusRecord {
@@ -219,7 +233,7 @@ impl Service {
         self.db
             .run(move |s| s.user_by_name(&n))
             .await?
-            .ok_or_else(|| ServiceError::not_found(format!("no user {name:?}")))
+            .ok_or_else(|| ServiceError::not_found(format!("no user {}", shown(name))))
     }
 
     /// Creates a user (admin socket, embedding API).
@@ -291,7 +305,8 @@ impl Service {
                     .map(|e| e.config.backend_name)
                     .collect();
                 Err(ServiceError::not_found(format!(
-                    "no backend {name:?}; available: {}",
+                    "no backend {}; available: {}",
+                    shown(name),
                     known.join(", ")
                 )))
             }
@@ -452,7 +467,7 @@ impl Service {
         let id = job_id.to_string();
         match self.db.run(move |s| s.job(&id)).await? {
             Some(j) if j.user_id == user.id || user.is_admin => Ok(j),
-            _ => Err(ServiceError::not_found(format!("no job {job_id:?}"))),
+            _ => Err(ServiceError::not_found(format!("no job {}", shown(job_id)))),
         }
     }
 

@@ -441,3 +441,107 @@ async fn jobs_refuses_impossible_dates_naming_the_field() {
     assert!(ok.is_ok(), "{ok:?}");
     r.rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_do_not_echo_request_sized_values() {
+    let r = serve_remote(sim_config()).await;
+    let (c, token) = login(&r, "alice", false).await;
+    let huge = "x".repeat(1 << 20);
+    let e = server_error(c.status(&token, &huge).await);
+    assert_eq!(e.code, "NOT_FOUND");
+    assert!(e.message.len() < 300, "{} bytes", e.message.len());
+    let e = server_error(
+        c.submit(
+            &token,
+            &huge,
+            value(json!({ "e": measure_only(1) })),
+            SubmitOptions::default(),
+        )
+        .await,
+    );
+    assert_eq!(e.code, "NOT_FOUND");
+    assert!(
+        e.message.len() < 300 && e.message.contains("singlequdit"),
+        "{}",
+        &e.message[..e.message.len().min(300)]
+    );
+    let e = server_error(
+        c.jobs(
+            &token,
+            JobsQuery {
+                since: Some(huge.clone()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(e.code, "INVALID_ARGUMENT");
+    assert!(e.message.len() < 400, "{} bytes", e.message.len());
+    r.rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_the_answer() {
+    let mut config = sim_config();
+    config.limits.max_response_bytes = 65_536;
+    let r = serve_remote(config).await;
+    let (c, token) = login(&r, "alice", false).await;
+    let first = c
+        .submit(
+            &token,
+            "singlequdit",
+            value(json!({ "e": measure_only(1) })),
+            SubmitOptions::default(),
+        )
+        .await
+        .unwrap();
+    // As a database written before the limits held it: 100 tags of 1000 bytes (100 KB) on one job.
+    let uid = r.rt.service().user("alice").await.unwrap().id;
+    shotline_actors::persistence::Db::new(r.rt.ctx())
+        .run(move |s| {
+            s.insert_job(&shotline_store::NewJob {
+                id: "legacy".into(),
+                user_id: uid,
+                backend: "singlequdit".into(),
+                qobj_id: None,
+                priority: 0,
+                tags: vec!["t".repeat(1000); 100],
+                idempotency_key: None,
+                body: "{}".into(),
+                submitted_at: "2026-11-22T10:00:00Z".into(),
+            })
+        })
+        .await
+        .unwrap();
+    let (jobs, next) = c.jobs(&token, JobsQuery::default()).await.unwrap();
+    let answer = encode_frame(
+        &Response::Jobs {
+            jobs: jobs.clone(),
+            next,
+        },
+        usize::MAX,
+    )
+    .unwrap()
+    .len();
+    assert!(answer <= 65_536, "{answer} bytes");
+    assert_eq!(jobs[0].job_id, "legacy");
+    assert_eq!(jobs[0].tags.len(), 1);
+    assert!(
+        jobs[0].tags[0].contains("100 tags not shown"),
+        "{:?}",
+        jobs[0].tags
+    );
+    // The next page goes on with the older job.
+    let (older, _) = c
+        .jobs(
+            &token,
+            JobsQuery {
+                after: next,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(older[0].job_id, first.job_id);
+    r.rt.shutdown().await.unwrap();
+}
