@@ -174,6 +174,22 @@ pub struct LimitsSection {
     pub max_queued_jobs_per_user: u32,
     /// Time a client has to finish sending one request on a stream, in ms (>= 1).
     pub request_timeout_ms: u64,
+    /// Most tags of one job (0..=256).
+    pub max_tags: u32,
+    /// Longest tag in bytes (1..=1024).
+    pub max_tag_bytes: u32,
+    /// Longest `qobj_id` in bytes (1..=1024).
+    pub max_qobj_id_bytes: u32,
+    /// Longest experiment name in bytes (1..=1024).
+    pub max_experiment_name_bytes: u32,
+    /// Most shots of one job, summed over its experiments (1..=100_000_000).
+    pub max_shots_per_job: u64,
+    /// Longest planned apparatus time of one job in seconds: shots x the compiled shot duration
+    /// (1..=604_800).
+    pub max_job_duration_s: u64,
+    /// Largest answer the server produces, in bytes (65_536..=8_388_608, the clients' frame limit): a `jobs`
+    /// page stops before it, and a job whose result could exceed it is refused at submission.
+    pub max_response_bytes: u64,
 }
 
 impl Default for LimitsSection {
@@ -184,6 +200,13 @@ impl Default for LimitsSection {
             max_connections_per_user: 16,
             max_queued_jobs_per_user: 1000,
             request_timeout_ms: 10_000,
+            max_tags: 32,
+            max_tag_bytes: 256,
+            max_qobj_id_bytes: 256,
+            max_experiment_name_bytes: 256,
+            max_shots_per_job: 10_000_000,
+            max_job_duration_s: 86_400,
+            max_response_bytes: 8 * 1024 * 1024,
         }
     }
 }

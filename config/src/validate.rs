@@ -9,6 +9,9 @@ use crate::backend::{
 use crate::error::ConfigIssue;
 use crate::schema::{Config, TlsMode};
 
+/// Room for the fixed fields of one job summary in a `jobs` answer (ids, names, status, detail, times).
+pub const JOB_SUMMARY_FIXED_BYTES: u64 = 8192;
+
 /// Longest accepted `sleep_margin_ns` (one second).
 const MAX_SLEEP_MARGIN_NS: u64 = 1_000_000_000;
 
@@ -129,6 +132,49 @@ impl Config {
             1,
         );
         v.at_least("limits.request_timeout_ms", l.request_timeout_ms, 1);
+        v.range("limits.max_tags", l.max_tags, 0, 256);
+        v.range("limits.max_tag_bytes", l.max_tag_bytes, 1, 1024);
+        v.range("limits.max_qobj_id_bytes", l.max_qobj_id_bytes, 1, 1024);
+        v.range(
+            "limits.max_experiment_name_bytes",
+            l.max_experiment_name_bytes,
+            1,
+            1024,
+        );
+        v.range(
+            "limits.max_shots_per_job",
+            l.max_shots_per_job,
+            1,
+            100_000_000,
+        );
+        v.range(
+            "limits.max_job_duration_s",
+            l.max_job_duration_s,
+            1,
+            604_800,
+        );
+        v.range(
+            "limits.max_response_bytes",
+            l.max_response_bytes,
+            65_536,
+            8_388_608,
+        );
+        // The largest job summary of a listing (tags, qobj_id and the fixed fields) must fit in one answer, so
+        // that every page holds at least one job.
+        let summary = u64::from(l.max_tags) * (u64::from(l.max_tag_bytes) + 5)
+            + u64::from(l.max_qobj_id_bytes)
+            + JOB_SUMMARY_FIXED_BYTES;
+        if summary > l.max_response_bytes {
+            v.push(
+                "limits.max_response_bytes",
+                format!(
+                    "value {} is too small for one job summary of up to {summary} bytes (limits.max_tags x \
+                     (limits.max_tag_bytes + 5) + limits.max_qobj_id_bytes + {JOB_SUMMARY_FIXED_BYTES}); raise it \
+                     or lower those limits",
+                    l.max_response_bytes
+                ),
+            );
+        }
         v.at_least("supervision.period_ms", self.supervision.period_ms, 1);
         v.range("recovery.max_attempts", self.recovery.max_attempts, 1, 100);
         v.range(

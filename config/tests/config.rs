@@ -756,3 +756,37 @@ fn a_ttl_bridge_cannot_play_a_rotation() {
         "{all:?}"
     );
 }
+
+#[test]
+fn job_and_answer_limits_have_bounds_and_must_hold_one_job_summary() {
+    let base = "service: {}\nbackends: [{name: a, model: singlequdit}]\n";
+    let c = parse_str(base, "min.yaml").unwrap();
+    assert_eq!(
+        (
+            c.limits.max_tags,
+            c.limits.max_tag_bytes,
+            c.limits.max_response_bytes
+        ),
+        (32, 256, 8_388_608)
+    );
+    for (limits, path) in [
+        ("{max_tags: 257}", "limits.max_tags"),
+        ("{max_tag_bytes: 0}", "limits.max_tag_bytes"),
+        ("{max_qobj_id_bytes: 5000}", "limits.max_qobj_id_bytes"),
+        (
+            "{max_experiment_name_bytes: 0}",
+            "limits.max_experiment_name_bytes",
+        ),
+        ("{max_shots_per_job: 0}", "limits.max_shots_per_job"),
+        ("{max_job_duration_s: 0}", "limits.max_job_duration_s"),
+        ("{max_response_bytes: 9000000}", "limits.max_response_bytes"),
+        (
+            "{max_tags: 256, max_tag_bytes: 1024, max_response_bytes: 65536}",
+            "limits.max_response_bytes",
+        ),
+    ] {
+        let all = issues(&format!("limits: {limits}\n{base}"));
+        assert_eq!(all.len(), 1, "{all:#?}");
+        assert_eq!(all[0].path, path, "{all:#?}");
+    }
+}

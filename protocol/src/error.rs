@@ -59,6 +59,16 @@ pub enum ErrorCode {
     LoadNotFirst,
     /// The experiment has no instructions.
     EmptyInstructions,
+    /// A string (experiment name, tag, `qobj_id`, idempotency key) longer than its limit in bytes.
+    ValueTooLong,
+    /// More tags than `limits.max_tags`.
+    TooManyTags,
+    /// The job's shots, summed over its experiments, exceed `limits.max_shots_per_job`.
+    TooManyShots,
+    /// The job's planned apparatus time (shots x compiled shot duration) exceeds `limits.max_job_duration_s`.
+    JobTooLong,
+    /// The job's result could be larger than the largest answer a client can read (`limits.max_response_bytes`).
+    ResultTooLarge,
 }
 
 impl ErrorCode {
@@ -90,6 +100,11 @@ impl ErrorCode {
             GateAfterMeasure => "GATE_AFTER_MEASURE",
             LoadNotFirst => "LOAD_NOT_FIRST",
             EmptyInstructions => "EMPTY_INSTRUCTIONS",
+            ValueTooLong => "VALUE_TOO_LONG",
+            TooManyTags => "TOO_MANY_TAGS",
+            TooManyShots => "TOO_MANY_SHOTS",
+            JobTooLong => "JOB_TOO_LONG",
+            ResultTooLarge => "RESULT_TOO_LARGE",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod catalog;
 pub mod error;
 pub mod job;
+pub mod limits;
 pub mod result;
 pub mod validate;
 pub mod value;
@@ -22,11 +23,12 @@ pub use catalog::{
 };
 pub use error::{ErrorCode, ValidationError, ValidationReport, MAX_REPORTED_ERRORS};
 pub use job::{Experiment, Instruction, Job, WireOrder};
+pub use limits::{check_options, JobLimits};
 pub use result::{
     ExperimentData, ExperimentHeader, ExperimentResult, JobResult, JobStatus, StatusRecord,
     TimingSummary, UnknownStatus,
 };
-pub use validate::{validate_job, EXPERIMENT_FIELDS};
+pub use validate::{validate_job, validate_job_within, EXPERIMENT_FIELDS};
 pub use value::Value;
 pub use wire::{
     codes, decode_body, encode_frame, frame_len, BackendStatus, BackendSummary, CardStatus,

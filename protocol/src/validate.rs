@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use crate::backend::{BackendConfig, InstructionKind, InstructionSpec};
 use crate::error::{ErrorCode, ValidationError, ValidationReport};
 use crate::job::{Experiment, Instruction, Job, WireOrder};
+use crate::limits::JobLimits;
 use crate::value::Value;
 
 /// Field names an experiment may contain.
@@ -24,11 +25,39 @@ pub const EXPERIMENT_FIELDS: [&str; 5] =
 /// `wire_order` and `seed` are optional (defaults: the backend's wire order, no seed;
 /// a nil seed counts as absent). Any problem with `seed` is reported as `INVALID_SEED`.
 pub fn validate_job(job: &Value, backend: &BackendConfig) -> Result<Job, ValidationReport> {
+    validate_job_within(job, backend, &JobLimits::default())
+}
+
+/// [`validate_job`] with the server's size limits: experiment names at most
+/// `limits.max_experiment_name_bytes` long (`INVALID_EXPERIMENT_NAME`, located `job[<index>]`), and at most
+/// `limits.max_shots_per_job` shots over all experiments (`TOO_MANY_SHOTS`, located `job`).
+pub fn validate_job_within(
+    job: &Value,
+    backend: &BackendConfig,
+    limits: &JobLimits,
+) -> Result<Job, ValidationReport> {
     let mut v = Validator {
         backend,
+        limits,
         report: ValidationReport::default(),
     };
     let typed = v.job(job);
+    if let Some(j) = &typed {
+        let total = j.total_shots();
+        if total > limits.max_shots_per_job {
+            v.err(
+                ErrorCode::TooManyShots,
+                "job",
+                format!(
+                    "the job has {total} shots over its experiments; a job may have at most {} \
+                     (limits.max_shots_per_job)",
+                    limits.max_shots_per_job
+                ),
+                Some(total.to_string()),
+                Some(limits.max_shots_per_job.to_string()),
+            );
+        }
+    }
     match typed {
         Some(job) if v.report.is_empty() => Ok(job),
         _ => Err(v.report),
@@ -37,6 +66,7 @@ pub fn validate_job(job: &Value, backend: &BackendConfig) -> Result<Job, Validat
 
 struct Validator<'a> {
     backend: &'a BackendConfig,
+    limits: &'a JobLimits,
     report: ValidationReport,
 }
 
@@ -115,6 +145,22 @@ impl Validator<'_> {
                         None,
                     );
                     None
+                }
+                Value::Str(s) if s.len() > self.limits.max_experiment_name_bytes => {
+                    let max = self.limits.max_experiment_name_bytes;
+                    self.err(
+                        ErrorCode::InvalidExperimentName,
+                        &format!("job[{index}]"),
+                        format!(
+                            "experiment name of {} bytes; names may be at most {max} bytes \
+                             (limits.max_experiment_name_bytes)",
+                            s.len()
+                        ),
+                        Some(key.short()),
+                        Some(max.to_string()),
+                    );
+                    all_ok = false;
+                    continue;
                 }
                 Value::Str(s) => Some(s.as_str()),
                 other => {

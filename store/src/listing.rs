@@ -25,10 +25,34 @@ pub struct JobFilter {
     pub before_seq: Option<i64>,
     /// Page size.
     pub limit: u32,
+    /// Stop reading rows once those read hold more than this many bytes of text (0: no bound). The row
+    /// that crosses the bound is still returned, so a page always progresses.
+    pub max_bytes: usize,
+}
+
+/// The count of a user's active jobs (the admission check of every submit): answered from the
+/// `jobs_user_status` index (schema v3) by two seeks, whatever the user's history.
+pub(crate) const ACTIVE_JOBS_OF_USER: &str =
+    "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('QUEUED', 'RUNNING')";
+
+/// Bytes of text a job row holds (what a listing answer carries of it); never more than the row's
+/// summary takes encoded, so a listing the store stops at its budget is also over it encoded.
+fn row_bytes(j: &JobRecord, owner: &str) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    j.id.len()
+        + owner.len()
+        + j.backend.len()
+        + j.status.len()
+        + opt(&j.qobj_id)
+        + opt(&j.detail)
+        + j.tags.iter().map(|t| t.len() + 1).sum::<usize>()
+        + j.submitted_at.len()
+        + j.updated_at.len()
 }
 
 impl Store {
-    /// A page of jobs matching `f`, newest first, with their owners' names.
+    /// A page of jobs matching `f`, newest first, with their owners' names (without their bodies: `body`
+    /// is empty).
     pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<(JobRecord, String)>> {
         let since = f
             .since
@@ -40,9 +64,13 @@ impl Store {
             .as_deref()
             .map(|s| crate::records::normalize_time("until", s))
             .transpose()?;
+        // The job body (up to a frame) is not part of a listing: it is not read (`body` is empty).
         let cols: String = JOB_COLS
             .split(',')
-            .map(|c| format!("j.{}", c.trim()))
+            .map(|c| match c.trim() {
+                "body" => "'' AS body".to_string(),
+                c => format!("j.{c}"),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -66,7 +94,17 @@ impl Store {
             ],
             |r| Ok((job_from_row(r)?, r.get::<_, String>(width)?)),
         )?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (job, owner) = row?;
+            bytes = bytes.saturating_add(row_bytes(&job, &owner));
+            out.push((job, owner));
+            if f.max_bytes > 0 && bytes > f.max_bytes {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The job a user submitted with idempotency key `key`, if any.
@@ -92,11 +130,9 @@ impl Store {
 
     /// Jobs of a user that are QUEUED or RUNNING.
     pub fn count_active_jobs_of_user(&self, user_id: i64) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('QUEUED', 'RUNNING')",
-            [user_id],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn
+            .query_row(ACTIVE_JOBS_OF_USER, [user_id], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -164,5 +200,31 @@ impl Store {
             Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(store: &Store, sql: &str) -> String {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = stmt.query_map([1i64], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn counting_active_jobs_seeks_the_user_status_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let p = plan(&store, ACTIVE_JOBS_OF_USER);
+        assert!(
+            p.contains("jobs_user_status") && p.contains("status=?"),
+            "the count must seek (user_id, status), not scan the user's history: {p}"
+        );
+        assert!(!p.contains("SCAN"), "{p}");
     }
 }

@@ -13,6 +13,31 @@ use rusqlite::Row;
 /// Status given to a newly inserted job.
 pub const STATUS_QUEUED: &str = "QUEUED";
 
+/// Whether `YYYY-MM-DDTHH:MM:SS` (digits already checked) is a real date and time: month 01-12, a day that
+/// exists in that month (leap years included), hour 00-23, minute and second 00-59.
+fn calendar_ok(main: &str) -> bool {
+    let num = |a: usize, b: usize| main.get(a..b).and_then(|s| s.parse::<u32>().ok());
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (
+        num(0, 4),
+        num(5, 7),
+        num(8, 10),
+        num(11, 13),
+        num(14, 16),
+        num(17, 19),
+    ) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d) && h < 24 && mi < 60 && sec < 60
+}
+
 /// Normalises an RFC 3339 UTC timestamp to `YYYY-MM-DDTHH:MM:SS.mmmZ` (see the module docs).
 ///
 /// `field` names the argument in the error if `value` is not of that shape.
@@ -37,7 +62,7 @@ pub fn normalize_time(field: &'static str, value: &str) -> Result<String, crate:
     let frac_ok = frac.len() <= 9
         && frac.bytes().all(|b| b.is_ascii_digit())
         && !(body.contains('.') && frac.is_empty());
-    if !shape_ok || !frac_ok {
+    if !shape_ok || !frac_ok || !calendar_ok(main) {
         return Err(bad());
     }
     let mut millis: String = frac.chars().take(3).collect();
@@ -390,6 +415,19 @@ mod tests {
     }
 
     #[test]
+    fn real_calendar_dates_are_accepted() {
+        for ok in [
+            "2028-02-29T00:00:00Z",
+            "2000-02-29T23:59:59.999Z",
+            "2026-12-31T23:59:59Z",
+            "2026-04-30T12:00:00Z",
+        ] {
+            assert!(normalize_time("t", ok).is_ok(), "{ok}");
+        }
+        assert!(normalize_time("t", "1900-02-29T00:00:00Z").is_err());
+    }
+
+    #[test]
     fn malformed_times_are_rejected_with_the_field_name() {
         for bad in [
             "",
@@ -397,6 +435,15 @@ mod tests {
             "2026-11-22T10:00:00",
             "2026-11-22T10:00:00.Z",
             "2026-11-22T10:00:00+01:00",
+            "2026-13-40T10:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-02-29T10:00:00Z",
+            "2026-00-10T10:00:00Z",
+            "2026-04-31T10:00:00Z",
+            "2026-11-00T10:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T10:60:00Z",
+            "2026-11-22T10:00:61.5Z",
         ] {
             let err = normalize_time("expires_at", bad).unwrap_err().to_string();
             assert!(err.contains("expires_at"), "{err}");

@@ -9,7 +9,15 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// The migrations, in strictly increasing version order. Plain, portable SQL (TEXT/INTEGER/REAL).
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+
+/// v3: the admission check of every submit counts a user's QUEUED and RUNNING jobs; an index on
+/// (user_id, status) makes that two index seeks instead of a scan over the user's whole history. It also
+/// serves every lookup by user alone, so it replaces `jobs_user`.
+const V3: &str = "
+CREATE INDEX jobs_user_status ON jobs(user_id, status);
+DROP INDEX jobs_user;
+";
 
 /// v2: a backend paused by an operator, an emergency stop or a device fault stays paused across restarts.
 const V2: &str = "

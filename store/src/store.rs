@@ -164,16 +164,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Disables or re-enables a user. Unknown name -> [`StoreError::NotFound`].
+    /// Disables or re-enables a user. Unknown name -> [`StoreError::NotFound`]. Disabling also revokes every
+    /// token of the user in the same transaction, so re-enabling the user later does not revive them.
     pub fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE users SET disabled = ?1 WHERE name = ?2",
-            params![i64::from(disabled), name],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("user {name:?}")));
-        }
-        Ok(())
+        self.atomic(|c| {
+            let n = c.execute(
+                "UPDATE users SET disabled = ?1 WHERE name = ?2",
+                params![i64::from(disabled), name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {name:?}")));
+            }
+            if disabled {
+                c.execute(
+                    "UPDATE tokens SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+                    [name],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     // ----- tokens -----

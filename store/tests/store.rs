@@ -59,11 +59,11 @@ fn open_creates_dirs_and_pragmas_read_back_wal_full() {
 fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     let (_d, path) = db();
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     store.add_user("alice", None, "h", false, T0).unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert!(
         store.user_by_name("alice").unwrap().is_some(),
         "reopen must keep data"
@@ -559,4 +559,60 @@ fn a_backend_pause_is_kept_until_it_is_lifted() {
     assert_eq!(store.backend_pause("other").unwrap(), None);
     store.set_backend_pause("q", None).unwrap();
     assert_eq!(store.backend_pause("q").unwrap(), None);
+}
+
+#[test]
+fn disabling_a_user_revokes_its_tokens_for_good() {
+    let (_d, path) = db();
+    let s = Store::open(&path).unwrap();
+    let u = s.add_user("alice", None, "h", false, T0).unwrap();
+    s.insert_token("tok", u.id, T0, T2).unwrap();
+    s.set_user_disabled("alice", true).unwrap();
+    s.set_user_disabled("alice", false).unwrap();
+    assert!(
+        s.user_for_token("tok", T1).unwrap().is_none(),
+        "re-enabling a user must not revive the tokens it had before it was disabled"
+    );
+    // A new login after re-enabling works.
+    s.insert_token("tok2", u.id, T0, T2).unwrap();
+    assert!(s.user_for_token("tok2", T1).unwrap().is_some());
+    // Enabling alone revokes nothing.
+    s.set_user_disabled("alice", false).unwrap();
+    assert!(s.user_for_token("tok2", T1).unwrap().is_some());
+}
+
+#[test]
+fn a_listing_stops_reading_rows_at_its_byte_budget() {
+    let (_d, path) = db();
+    let s = Store::open(&path).unwrap();
+    let u = s.add_user("alice", None, "h", false, T0).unwrap();
+    for i in 0..20 {
+        let mut j = job(&format!("j{i}"), u.id, None);
+        j.tags = vec!["t".repeat(10_000)];
+        s.insert_job(&j).unwrap();
+    }
+    let mut f = shotline_store::JobFilter {
+        user_id: Some(u.id),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(s.list_jobs(&f).unwrap().len(), 20);
+    f.max_bytes = 35_000;
+    let page = s.list_jobs(&f).unwrap();
+    assert_eq!(
+        page.len(),
+        4,
+        "three rows fit, the fourth crosses the budget"
+    );
+    assert_eq!(page[0].0.id, "j19", "newest first");
+    assert!(
+        page[0].0.body.is_empty(),
+        "a listing does not read job bodies"
+    );
+    f.max_bytes = 1;
+    assert_eq!(
+        s.list_jobs(&f).unwrap().len(),
+        1,
+        "a page always progresses"
+    );
 }

@@ -9,7 +9,7 @@
 
 use std::f64::consts::PI;
 
-use shotline_config::{BackendSection, DeviceSection};
+use shotline_config::{BackendSection, DeviceSection, TimingSection};
 use shotline_hal::timeline::{round_to_period, Action, DeviceTimeline, Event};
 use shotline_protocol::Experiment;
 
@@ -166,6 +166,14 @@ pub fn compile(
 /// Time from the shot start to the end of its last event.
 pub fn shot_length_ns(timelines: &[DeviceTimeline]) -> u64 {
     timelines.iter().map(|t| t.end_ns()).max().unwrap_or(0)
+}
+
+/// Apparatus time one shot of compiled `timelines` takes: the lead before the shot plus its length, at least
+/// one cycle. The execution expects this per shot; admission multiplies it by the shots to plan a job.
+pub fn shot_period_ns(timing: &TimingSection, timelines: &[DeviceTimeline]) -> u64 {
+    shot_length_ns(timelines)
+        .saturating_add(timing.lead_ns)
+        .max(timing.cycle_ns)
 }
 
 #[cfg(test)]

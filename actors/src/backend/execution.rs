@@ -22,7 +22,7 @@ use shotline_protocol::{
 use shotline_store::{ExecutionRecord, ShotDataRecord};
 use tokio::sync::oneshot;
 
-use super::compile::{compile, shot_length_ns};
+use super::compile::{compile, shot_period_ns};
 use crate::analysis::{AnalysisMsg, ExperimentOutcome, RunProgress};
 use crate::context::{roles, Ctx, SOFTWARE_VERSION};
 use crate::lock_manager::LockMsg;
@@ -352,9 +352,7 @@ async fn play_all(
             })
             .map_err(|_| PlayError::Failed("the analysis actor is not running".into()))?;
         let timing = &env.section.timing;
-        let per_shot = shot_length_ns(&timelines)
-            .saturating_add(timing.lead_ns)
-            .max(timing.cycle_ns);
+        let per_shot = shot_period_ns(timing, &timelines);
         let expected = Duration::from_nanos(per_shot.saturating_mul(u64::from(experiment.shots)));
         let started_at = utc_now();
         env.clock

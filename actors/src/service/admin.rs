@@ -110,7 +110,8 @@ impl Service {
         }
     }
 
-    /// Disables or enables a user; a disabled user's tokens stop working at once.
+    /// Disables or enables a user. Disabling revokes every token of the user (in the same store transaction),
+    /// so enabling the user again does not revive them: the user logs in again.
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), ServiceError> {
         let n = name.to_string();
         self.db

@@ -4,7 +4,7 @@ use shotline_protocol::wire::{codes, JobSummary};
 use shotline_protocol::{JobStatus, StatusRecord};
 use shotline_store::{JobFilter, UserRecord};
 
-use super::{status_of, Service};
+use super::{shown, status_of, Service};
 use crate::backend::BackendMsg;
 use crate::context::roles;
 use crate::error::ServiceError;
@@ -14,6 +14,16 @@ pub use shotline_protocol::wire::JobsQuery as JobQuery;
 
 /// Largest page.
 pub const MAX_PAGE: u32 = 500;
+
+/// Room for the `jobs` answer around its summaries (type tag, array header, `next` cursor).
+const PAGE_ENVELOPE_BYTES: usize = 64;
+
+/// Bytes of `summary` in a msgpack answer.
+fn encoded_len(summary: &JobSummary) -> usize {
+    shotline_protocol::encode_frame(summary, usize::MAX).map_or(usize::MAX / 2, |f| {
+        f.len() - shotline_protocol::FRAME_HEADER_LEN
+    })
+}
 
 impl Service {
     /// A page of the user's jobs (everyone's for an administrator asking `all`), newest first, and the
@@ -36,6 +46,27 @@ impl Service {
                 format!("limit must be between 1 and {MAX_PAGE}, got {limit}"),
             ));
         }
+        for (field, value) in [("since", &q.since), ("until", &q.until)] {
+            if let Some(v) = value {
+                shotline_store::normalize_time(field, v).map_err(|_| {
+                    let mut e = ServiceError::new(
+                        codes::INVALID_ARGUMENT,
+                        format!(
+                            "{field} {} is not a real date and time: expected RFC 3339 UTC like \
+                             2026-11-22T10:00:00Z (month 01-12, a day of that month, hour 00-23, minute and \
+                             second 00-59)",
+                            shown(v)
+                        ),
+                    );
+                    e.path = Some(field.to_string());
+                    e
+                })?;
+            }
+        }
+        // The answer must fit in one frame a client reads: the page stops before `max_response_bytes`.
+        let budget = usize::try_from(self.ctx.config().limits.max_response_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(PAGE_ENVELOPE_BYTES);
         let filter = JobFilter {
             user_id: (!q.all).then_some(user.id),
             status: q.status.map(|s| s.as_str().to_string()),
@@ -44,42 +75,53 @@ impl Service {
             until: q.until,
             before_seq: q.after,
             limit: limit + 1,
+            max_bytes: budget,
         };
-        let mut rows = self
-            .db
-            .run(move |s| s.list_jobs(&filter))
-            .await
-            .map_err(|e| {
-                if e.message.contains("since") || e.message.contains("until") {
-                    ServiceError::new(codes::INVALID_ARGUMENT, e.message)
-                } else {
-                    e
+        let rows = self.db.run(move |s| s.list_jobs(&filter)).await?;
+        let rows_read = rows.len();
+        let more_rows = rows_read > limit as usize;
+        let mut cut = false;
+        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut used = 0usize;
+        let mut last_seq = None;
+        for (j, owner) in rows.into_iter().take(limit as usize) {
+            let status = status_of(&j);
+            let mut summary = JobSummary {
+                job_id: j.id,
+                user: owner,
+                backend: j.backend,
+                status: status.status,
+                detail: status.detail,
+                qobj_id: j.qobj_id,
+                priority: j.priority,
+                tags: j.tags,
+                submitted_at: j.submitted_at,
+                updated_at: j.updated_at,
+            };
+            let mut size = encoded_len(&summary);
+            if used + size > budget {
+                if !jobs.is_empty() {
+                    break;
                 }
-            })?;
-        let next = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|(j, _)| j.seq)
+                // A job stored before the limits were set whose tags alone exceed an answer: shown without them.
+                let hidden = summary.tags.len();
+                summary.tags = vec![format!(
+                    "({hidden} tags not shown: larger than limits.max_response_bytes)"
+                )];
+                size = encoded_len(&summary);
+                cut = true;
+            }
+            used += size;
+            last_seq = Some(j.seq);
+            jobs.push(summary);
+        }
+        // More follow when the store had more rows than the page, or the page stopped at its byte budget (the
+        // store's estimate never exceeds the encoded size, so a store stopped by bytes shows as a cut here).
+        let next = if more_rows || jobs.len() < rows_read || cut {
+            last_seq
         } else {
             None
         };
-        let jobs = rows
-            .into_iter()
-            .map(|(j, owner)| {
-                let status = status_of(&j);
-                JobSummary {
-                    job_id: j.id,
-                    user: owner,
-                    backend: j.backend,
-                    status: status.status,
-                    detail: status.detail,
-                    qobj_id: j.qobj_id,
-                    priority: j.priority,
-                    tags: j.tags,
-                    submitted_at: j.submitted_at,
-                    updated_at: j.updated_at,
-                }
-            })
-            .collect();
         Ok((jobs, next))
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 use shotline_protocol::wire::{codes, BackendStatus, BackendSummary};
-use shotline_protocol::{validate_job, BackendConfig, JobResult, JobStatus, StatusRecord, Value};
+use shotline_protocol::{BackendConfig, JobResult, JobStatus, StatusRecord, Value};
 use shotline_store::{NewJob, UserRecord};
 
 use crate::auth;
@@ -52,6 +52,7 @@ pub struct LoggedIn {
 }
 
 pub mod admin;
+pub mod admission;
 pub mod devices;
 pub mod jobs;
 pub mod limits;
@@ -82,6 +83,20 @@ async fn ask<M: Message, T: Send + 'static>(
             ctx.call_timeout().as_millis()
         ))),
         Err(e) => Err(ServiceError::unavailable(format!("the {role}: {e}"))),
+    }
+}
+
+/// A client-given value in an error message: at most 64 characters of it, so an answer never echoes a
+/// request-sized string.
+pub(crate) fn shown(v: &str) -> String {
+    if v.chars().count() <= 64 {
+        format!("{v:?}")
+    } else {
+        format!(
+            "{:?}... ({} bytes)",
+            v.chars().take(64).collect::<String>(),
+            v.len()
+        )
     }
 }
 
@@ -218,7 +233,7 @@ impl Service {
         self.db
             .run(move |s| s.user_by_name(&n))
             .await?
-            .ok_or_else(|| ServiceError::not_found(format!("no user {name:?}")))
+            .ok_or_else(|| ServiceError::not_found(format!("no user {}", shown(name))))
     }
 
     /// Creates a user (admin socket, embedding API).
@@ -290,7 +305,8 @@ impl Service {
                     .map(|e| e.config.backend_name)
                     .collect();
                 Err(ServiceError::not_found(format!(
-                    "no backend {name:?}; available: {}",
+                    "no backend {}; available: {}",
+                    shown(name),
                     known.join(", ")
                 )))
             }
@@ -318,17 +334,40 @@ impl Service {
         options: SubmitOptions,
     ) -> Result<Submitted, ServiceError> {
         let entry = self.entry(backend).await?;
-        let typed = validate_job(job, &entry.config).map_err(ServiceError::validation)?;
+        let limits = &self.ctx.config().limits;
+        shotline_protocol::check_options(&options, &admission::job_limits(limits)).map_err(
+            |e| {
+                let mut err = ServiceError::new(codes::INVALID_ARGUMENT, e.message);
+                err.path = Some(e.path);
+                err
+            },
+        )?;
+        let typed = shotline_protocol::validate_job_within(
+            job,
+            &entry.config,
+            &admission::job_limits(limits),
+        )
+        .map_err(ServiceError::validation)?;
+        if let Some(section) = self
+            .ctx
+            .config()
+            .backends
+            .iter()
+            .find(|b| b.name == backend)
+        {
+            admission::check_duration(section, &typed, limits.max_job_duration_s)
+                .map_err(ServiceError::validation)?;
+            admission::check_result_size(
+                &entry.config,
+                section,
+                &typed,
+                options.qobj_id.as_deref(),
+                limits.max_response_bytes,
+            )
+            .map_err(ServiceError::validation)?;
+        }
         let body = serde_json::to_string(&typed)
             .map_err(|e| ServiceError::internal(format!("job encoding: {e}")))?;
-        if let Some(k) = &options.idempotency_key {
-            if k.is_empty() || k.len() > 200 {
-                return Err(ServiceError::new(
-                    codes::INVALID_ARGUMENT,
-                    "idempotency_key must be 1 to 200 characters",
-                ));
-            }
-        }
         let limit = u64::from(self.ctx.config().limits.max_queued_jobs_per_user);
         let uid = user.id;
         let new = NewJob {
@@ -373,15 +412,32 @@ impl Service {
                 ))
             }
         };
-        if inserted.existing && inserted.job.body != body {
-            return Err(ServiceError::new(
-                codes::IDEMPOTENCY_CONFLICT,
-                format!(
-                    "idempotency key {:?} was already used for job {} with a different job body",
-                    options.idempotency_key.unwrap_or_default(),
-                    inserted.job.id
-                ),
-            ));
+        if inserted.existing {
+            let first = &inserted.job;
+            let differs = [
+                ("backend", first.backend != backend),
+                ("job body", first.body != body),
+                ("priority", first.priority != i64::from(options.priority)),
+                ("qobj_id", first.qobj_id != options.qobj_id),
+                ("tags", first.tags != options.tags),
+            ];
+            let differs: Vec<&str> = differs
+                .iter()
+                .filter(|(_, d)| *d)
+                .map(|(w, _)| *w)
+                .collect();
+            if !differs.is_empty() {
+                return Err(ServiceError::new(
+                    codes::IDEMPOTENCY_CONFLICT,
+                    format!(
+                        "idempotency key {:?} was already used for job {} (backend {}) with a different {}",
+                        options.idempotency_key.unwrap_or_default(),
+                        first.id,
+                        first.backend,
+                        differs.join(", ")
+                    ),
+                ));
+            }
         }
         let job = inserted.job;
         if !inserted.existing {
@@ -411,7 +467,7 @@ impl Service {
         let id = job_id.to_string();
         match self.db.run(move |s| s.job(&id)).await? {
             Some(j) if j.user_id == user.id || user.is_admin => Ok(j),
-            _ => Err(ServiceError::not_found(format!("no job {job_id:?}"))),
+            _ => Err(ServiceError::not_found(format!("no job {}", shown(job_id)))),
         }
     }
 

@@ -473,3 +473,65 @@ fn error_codes_serialise_as_stable_strings() {
     let c: C = serde_json::from_str("\"GATE_AFTER_MEASURE\"").unwrap();
     assert_eq!(c, C::GateAfterMeasure);
 }
+
+#[test]
+fn long_experiment_names_are_refused_at_their_index_with_the_limit() {
+    let limits = shotline_protocol::JobLimits {
+        max_experiment_name_bytes: 8,
+        ..Default::default()
+    };
+    let exp = r#"{"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}"#;
+    let ok = json(&format!(r#"{{"12345678": {exp}}}"#));
+    assert!(shotline_protocol::validate_job_within(&ok, &backend(), &limits).is_ok());
+    let long = "x".repeat(9);
+    let job = json(&format!(r#"{{"a": {exp}, "{long}": {exp}}}"#));
+    let r = shotline_protocol::validate_job_within(&job, &backend(), &limits).unwrap_err();
+    assert_eq!(r.total, 1, "{r}");
+    let e = &r.errors[0];
+    assert_eq!(
+        (e.code, e.path.as_str()),
+        (C::InvalidExperimentName, "job[1]")
+    );
+    assert_eq!(e.limit.as_deref(), Some("8"));
+    assert!(
+        e.message.contains("9 bytes") && e.message.contains("limits.max_experiment_name_bytes"),
+        "{}",
+        e.message
+    );
+    // The default limit applies to plain `validate_job` too: a 7 MiB name is one short error.
+    let huge = "n".repeat(7 << 20);
+    let job = json(&format!(r#"{{"{huge}": {exp}}}"#));
+    let r = validate_job(&job, &backend()).unwrap_err();
+    assert!(r.to_string().len() < 1000, "{} bytes", r.to_string().len());
+}
+
+#[test]
+fn total_shots_of_a_job_are_bounded() {
+    let limits = shotline_protocol::JobLimits {
+        max_shots_per_job: 1_000,
+        ..Default::default()
+    };
+    let exp = |shots: u32| {
+        format!(r#"{{"instructions": [["measure", [0], []]], "num_wires": 1, "shots": {shots}}}"#)
+    };
+    let job = json(&format!(r#"{{"a": {}, "b": {}}}"#, exp(500), exp(500)));
+    assert!(shotline_protocol::validate_job_within(&job, &backend(), &limits).is_ok());
+    let job = json(&format!(r#"{{"a": {}, "b": {}}}"#, exp(500), exp(501)));
+    let r = shotline_protocol::validate_job_within(&job, &backend(), &limits).unwrap_err();
+    let e = &r.errors[0];
+    assert_eq!((e.code, e.path.as_str()), (C::TooManyShots, "job"));
+    assert_eq!(e.value.as_deref(), Some("1001"));
+    assert_eq!(e.limit.as_deref(), Some("1000"));
+    assert!(
+        e.message.contains("limits.max_shots_per_job"),
+        "{}",
+        e.message
+    );
+    // 1000 experiments of 1 000 000 shots (three days of apparatus time) is refused by the defaults.
+    let many: Vec<String> = (0..1000)
+        .map(|i| format!(r#""e{i}": {}"#, exp(1_000_000)))
+        .collect();
+    let job = json(&format!("{{{}}}", many.join(",")));
+    let r = validate_job(&job, &backend()).unwrap_err();
+    assert_eq!(r.errors[0].code, C::TooManyShots);
+}

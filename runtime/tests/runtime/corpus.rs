@@ -212,6 +212,13 @@ fn frame_cases() -> Vec<FrameCase> {
         case("login of nobody", |_| frame(&mp(json!({"op": "login", "user": "", "password": ""}))), Err("INVALID_CREDENTIALS")),
         case("empty idempotency key", |f| frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "idempotency_key": "", "job": {"e": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}}}))), Err("INVALID_ARGUMENT")),
         case("idempotency key reused for another body", |f| frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "idempotency_key": "first", "job": {"e": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 2}}}))), Err("IDEMPOTENCY_CONFLICT")),
+        case("jobs since a 13th month", |f| frame(&mp(json!({"op": "jobs", "token": f.token, "since": "2026-13-40T00:00:00Z"}))), Err("INVALID_ARGUMENT")),
+        case("jobs until February 30", |f| frame(&mp(json!({"op": "jobs", "token": f.token, "until": "2026-02-30T10:00:00Z"}))), Err("INVALID_ARGUMENT")),
+        case("33 tags", |f| frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "tags": vec!["t"; 33], "job": {"e": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}}}))), Err("INVALID_ARGUMENT")),
+        case("a tag of 300 bytes", |f| frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "tags": ["t".repeat(300)], "job": {"e": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}}}))), Err("INVALID_ARGUMENT")),
+        case("a qobj_id of 300 bytes", |f| frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "qobj_id": "q".repeat(300), "job": {"e": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}}}))), Err("INVALID_ARGUMENT")),
+        case("an experiment name of 300 bytes", |f| { let mut job = serde_json::Map::new(); job.insert("e".repeat(300), json!({"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1})); frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "job": job}))) }, Invalid("INVALID_EXPERIMENT_NAME")),
+        case("eleven million shots", |f| { let job: serde_json::Map<String, serde_json::Value> = (0..11).map(|i| (format!("e{i}"), json!({"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1_000_000}))).collect(); frame(&mp(json!({"op": "submit", "token": f.token, "backend": "singlequdit", "job": job}))) }, Invalid("TOO_MANY_SHOTS")),
         FrameCase { name: "body that never completes", bytes: |_| { let mut f = 50u32.to_be_bytes().to_vec(); f.extend([0x81; 5]); f }, finish: false, expect: Err(MALFORMED) },
         FrameCase { name: "header that never completes", bytes: |_| vec![0, 0], finish: false, expect: Err(MALFORMED) },
     ]
