@@ -3,7 +3,7 @@
 
 use shotline_protocol::wire::{codes, ErrorBody};
 use shotline_protocol::ValidationReport;
-use shotline_store::StoreError;
+use shotline_store::{StorageProblem, StoreError};
 
 /// A failed service call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -78,7 +78,19 @@ impl From<StoreError> for ServiceError {
             StoreError::Closed | StoreError::Busy => {
                 ServiceError::unavailable(format!("the store is not accepting work ({e})"))
             }
-            other => ServiceError::internal(format!("store: {other}")),
+            other => match other.storage_problem() {
+                Some(StorageProblem::Full) => ServiceError::new(
+                    codes::STORAGE_FULL,
+                    format!(
+                        "the server's storage is full, nothing was stored; retry later ({other})"
+                    ),
+                ),
+                Some(StorageProblem::Failing) => ServiceError::new(
+                    codes::STORAGE_UNAVAILABLE,
+                    format!("the server's storage is failing, nothing was stored ({other})"),
+                ),
+                None => ServiceError::internal(format!("store: {other}")),
+            },
         }
     }
 }

@@ -65,6 +65,16 @@ pub enum StoreError {
     )]
     Transaction(String),
 
+    /// The database's storage is full or failing (disk full, I/O error, corrupt or read-only file); nothing
+    /// of the operation was persisted.
+    #[error("{message}")]
+    Storage {
+        /// Full or failing.
+        problem: StorageProblem,
+        /// What SQLite reported and what to do.
+        message: String,
+    },
+
     /// An operation panicked on the writer thread; it was rolled back.
     #[error("operation panicked on the store thread and was rolled back: {0}; this is a bug, please report it")]
     Panicked(String),
@@ -78,7 +88,76 @@ pub enum StoreError {
     Busy,
 }
 
+/// What is wrong with the database's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// The disk (or the database's size limit) is full.
+    Full,
+    /// An I/O error, a corrupt or unreadable file, a read-only file system or lost permissions.
+    Failing,
+}
+
+/// Classifies a SQLite error as a storage problem, if it is one.
+pub fn storage_problem_of(e: &rusqlite::Error) -> Option<StorageProblem> {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code()? {
+        C::DiskFull => Some(StorageProblem::Full),
+        C::SystemIoFailure
+        | C::DatabaseCorrupt
+        | C::NotADatabase
+        | C::ReadOnly
+        | C::CannotOpen
+        | C::PermissionDenied
+        | C::FileLockingProtocolFailed => Some(StorageProblem::Failing),
+        _ => None,
+    }
+}
+
 impl StoreError {
+    /// Whether this error means the database's storage is full or failing (rather than a bad request or a
+    /// bug): what a client is told with a storage error code.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            StoreError::Storage { problem, .. } => Some(*problem),
+            StoreError::Sqlite(e) => storage_problem_of(e),
+            StoreError::Io { .. } => Some(StorageProblem::Failing),
+            _ => None,
+        }
+    }
+
+    /// A batch-level failure (`BEGIN`, `COMMIT`): a storage error when SQLite says so, otherwise
+    /// [`StoreError::Transaction`].
+    pub(crate) fn batch(what: &str, e: &rusqlite::Error) -> StoreError {
+        match storage_problem_of(e) {
+            Some(problem) => StoreError::Storage {
+                problem,
+                message: format!(
+                    "{what} failed, the operation was not persisted: {e} ({})",
+                    match problem {
+                        StorageProblem::Full => "the database's disk is full: free space on it",
+                        StorageProblem::Failing =>
+                            "the database's storage is failing: check the disk and the file",
+                    }
+                ),
+            },
+            None => StoreError::Transaction(format!("{what} failed: {e}")),
+        }
+    }
+
+    /// A copy for every reply of a failed batch.
+    pub(crate) fn clone_batch(&self) -> StoreError {
+        match self {
+            StoreError::Storage { problem, message } => StoreError::Storage {
+                problem: *problem,
+                message: message.clone(),
+            },
+            other => StoreError::Transaction(match other {
+                StoreError::Transaction(m) => m.clone(),
+                o => o.to_string(),
+            }),
+        }
+    }
+
     /// Builds an [`StoreError::Invalid`].
     pub(crate) fn invalid(field: &'static str, value: &str, expected: &'static str) -> Self {
         StoreError::Invalid {
