@@ -94,3 +94,28 @@ impl From<StoreError> for ServiceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_have_their_own_codes() {
+        let full = StoreError::Storage {
+            problem: StorageProblem::Full,
+            message: "COMMIT failed: database or disk is full".into(),
+        };
+        let e = ServiceError::from(full);
+        assert_eq!(e.code, codes::STORAGE_FULL);
+        assert!(e.message.contains("disk is full"), "{}", e.message);
+        let failing = StoreError::Storage {
+            problem: StorageProblem::Failing,
+            message: "disk I/O error".into(),
+        };
+        assert_eq!(ServiceError::from(failing).code, codes::STORAGE_UNAVAILABLE);
+        assert_eq!(
+            ServiceError::from(StoreError::Migration("x".into())).code,
+            codes::INTERNAL
+        );
+    }
+}

@@ -15,6 +15,8 @@ mod e2e;
 mod embedding;
 #[path = "runtime/faults.rs"]
 mod faults;
+#[path = "runtime/files.rs"]
+mod files;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]

@@ -189,3 +189,64 @@ pub(crate) fn violation(err: &rusqlite::Error) -> Option<Violation> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DbThread, Store};
+
+    #[test]
+    fn a_full_database_is_a_storage_error_not_a_bug() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&db).unwrap();
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let big = "x".repeat(64 * 1024);
+        let e = store
+            .add_user("alice", None, &big, false, "2026-01-01T00:00:00Z")
+            .unwrap_err();
+        assert_eq!(e.storage_problem(), Some(StorageProblem::Full), "{e}");
+        drop(store);
+
+        // Through the writer thread: a failing op and a failing batch keep the kind.
+        let thread = DbThread::spawn(&db, 8).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(thread.run(move |s| {
+                s.conn.execute_batch("PRAGMA max_page_count = 1")?;
+                s.add_user(
+                    "bob",
+                    None,
+                    &"y".repeat(64 * 1024),
+                    false,
+                    "2026-01-01T00:00:00Z",
+                )
+            }))
+            .unwrap_err();
+        assert_eq!(e.storage_problem(), Some(StorageProblem::Full), "{e}");
+        let not_full = StoreError::Conflict("x".into());
+        assert_eq!(not_full.storage_problem(), None);
+        let batch = StoreError::batch(
+            "COMMIT",
+            &rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), None),
+        );
+        assert_eq!(
+            batch.storage_problem(),
+            Some(StorageProblem::Failing),
+            "{batch}"
+        );
+        assert_eq!(
+            batch.clone_batch().storage_problem(),
+            Some(StorageProblem::Failing)
+        );
+    }
+}

@@ -104,6 +104,8 @@ pub fn ack_hwm_path(db: &Path) -> PathBuf {
 pub fn read_ack_hwm(db: &Path) -> Result<Option<AckMarks>, StoreError> {
     let path = ack_hwm_path(db);
     match std::fs::read(&path) {
+        // Created but never written (a crash right after the first open): nothing recorded yet.
+        Ok(bytes) if bytes.is_empty() => Ok(None),
         Ok(bytes) => AckMarks::decode(&bytes).map(Some).ok_or_else(|| StoreError::Io {
             what: "parse the acknowledged-work mark",
             path: path.clone(),
@@ -174,6 +176,7 @@ pub(crate) struct HwmWriter {
     path: PathBuf,
     last: AckMarks,
     changes: u64,
+    written: bool,
 }
 
 impl HwmWriter {
@@ -188,22 +191,33 @@ impl HwmWriter {
                 None
             }
         };
-        HwmWriter {
+        let mut writer = HwmWriter {
             file,
             path,
             last,
             changes: store.conn.total_changes(),
-        }
+            written: false,
+        };
+        // Start from what the database holds now (never lowering the mark), so the file is always valid.
+        writer.record(store);
+        writer
     }
 
     /// After a successful COMMIT: records the new marks if the batch changed the database.
     pub(crate) fn committed(&mut self, store: &Store) {
-        let Some(file) = &self.file else { return };
+        if self.file.is_none() {
+            return;
+        }
         let changes = store.conn.total_changes();
         if changes == self.changes {
             return;
         }
         self.changes = changes;
+        self.record(store);
+    }
+
+    fn record(&mut self, store: &Store) {
+        let Some(file) = &self.file else { return };
         let marks = match AckMarks::of(&store.conn) {
             Ok(m) => m,
             Err(e) => {
@@ -215,7 +229,7 @@ impl HwmWriter {
             job_seq: marks.job_seq.max(self.last.job_seq),
             job_event: marks.job_event.max(self.last.job_event),
         };
-        if next == self.last {
+        if next == self.last && self.written {
             return;
         }
         if let Err(e) = write_at(file, &next.encode()) {
@@ -223,6 +237,7 @@ impl HwmWriter {
             return;
         }
         self.last = next;
+        self.written = true;
     }
 }
 
