@@ -288,4 +288,72 @@ mod tests {
         );
         assert_eq!(m.missing(&db), None);
     }
+
+    /// The cost the mark adds to a committed batch, next to the batch's own commit. Run with
+    /// `cargo test --release -p shotline-store --lib marks::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn cost() {
+        use std::time::Instant;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let thread = crate::DbThread::spawn(&db, 64).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let uid = rt
+            .block_on(thread.run(|s| s.add_user("u", None, "h", false, "2026-01-01T00:00:00Z")))
+            .unwrap()
+            .id;
+        let job = move |i: usize| crate::NewJob {
+            id: format!("job-{i}"),
+            user_id: uid,
+            backend: "b".into(),
+            qobj_id: None,
+            priority: 0,
+            tags: vec![],
+            idempotency_key: None,
+            body: "{}".into(),
+            submitted_at: "2026-01-01T00:00:00Z".into(),
+        };
+        // Fill 20 000 jobs in big batches, then time one commit per job (what a lone submit costs).
+        for chunk in 0..20 {
+            rt.block_on(thread.run(move |s| {
+                for i in 0..1000 {
+                    s.insert_job(&job(chunk * 1000 + i))?;
+                }
+                Ok(())
+            }))
+            .unwrap();
+        }
+        let n = 300;
+        let t = Instant::now();
+        for i in 0..n {
+            rt.block_on(thread.run(move |s| s.insert_job(&job(100_000 + i))))
+                .unwrap();
+        }
+        let per_commit = t.elapsed() / n as u32;
+        drop(thread);
+        let store = Store::open(&db).unwrap();
+        let mut w = HwmWriter::open(&db, &store);
+        let k = 20_000u32;
+        let t = Instant::now();
+        for _ in 0..k {
+            let _ = AckMarks::of(&store.conn).unwrap();
+        }
+        let read = t.elapsed() / k;
+        let file = w.file.take().unwrap();
+        let t = Instant::now();
+        for i in 0..k {
+            let m = AckMarks {
+                job_seq: i64::from(i),
+                job_event: 0,
+            };
+            write_at(&file, &m.encode()).unwrap();
+        }
+        let write = t.elapsed() / k;
+        eprintln!(
+            "one-job commit (fsync, incl. mark): {per_commit:?}; mark: read {read:?} + write {write:?} per batch"
+        );
+    }
 }
