@@ -1,7 +1,8 @@
 //! The local admin socket: a Unix socket `admin.sock` in the data dir, owner-only (0600), through which
 //! server-side admin commands (`shotline user add ...`) reach a running server, so the server stays the only
 //! writer of its store and sees the change at once. Frames are the wire protocol's: a 4-byte big-endian length
-//! and a msgpack map. It also guards the data dir: a second server on the same data dir refuses to start.
+//! and a msgpack map. The data dir itself is guarded by its lock (`crate::datadir`): the client falls back to
+//! the store only when no server holds it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

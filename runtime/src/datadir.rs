@@ -104,7 +104,8 @@ fn tighten_store_files(db: &Path) -> Result<(), DataDirError> {
 
 /// Why a data dir is known to have been in use before, if it is.
 fn earlier_use(data_dir: &Path, db: &Path) -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string(data_dir.join(MARKER_FILE)) {
+    if let Ok(bytes) = shotline_tls::private_fs::read_capped(&data_dir.join(MARKER_FILE), 4096) {
+        let text = String::from_utf8_lossy(&bytes);
         let when = text.trim().trim_start_matches("initialised ").to_string();
         return Some(format!("was initialised on {when}"));
     }

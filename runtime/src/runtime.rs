@@ -29,7 +29,8 @@ pub struct StartOptions {
     pub data_dir: Option<PathBuf>,
     /// Run the QUIC gateway (off for a purely in-process embedding).
     pub gateway: bool,
-    /// Serve the local admin socket in the data dir (and refuse to share the data dir with another server).
+    /// Serve the local admin socket in the data dir. (The data dir is claimed in any case: a runtime holds
+    /// `server.lock` for its life, so no other server shares it.)
     pub admin_socket: bool,
 }
 

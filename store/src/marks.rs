@@ -103,7 +103,13 @@ pub fn ack_hwm_path(db: &Path) -> PathBuf {
 /// Reads the high-water mark of the database at `db`: `Ok(None)` if there is no file yet.
 pub fn read_ack_hwm(db: &Path) -> Result<Option<AckMarks>, StoreError> {
     let path = ack_hwm_path(db);
-    match std::fs::read(&path) {
+    let read = std::fs::File::open(&path).and_then(|f| {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        // The record is 64 bytes; never read more than a few KiB of whatever is there.
+        f.take(4096).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
         // Created but never written (a crash right after the first open): nothing recorded yet.
         Ok(bytes) if bytes.is_empty() => Ok(None),
         Ok(bytes) => AckMarks::decode(&bytes).map(Some).ok_or_else(|| StoreError::Io {
