@@ -3,7 +3,7 @@
 
 use shotline_protocol::wire::{codes, ErrorBody};
 use shotline_protocol::ValidationReport;
-use shotline_store::StoreError;
+use shotline_store::{StorageProblem, StoreError};
 
 /// A failed service call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -78,7 +78,44 @@ impl From<StoreError> for ServiceError {
             StoreError::Closed | StoreError::Busy => {
                 ServiceError::unavailable(format!("the store is not accepting work ({e})"))
             }
-            other => ServiceError::internal(format!("store: {other}")),
+            other => match other.storage_problem() {
+                Some(StorageProblem::Full) => ServiceError::new(
+                    codes::STORAGE_FULL,
+                    format!(
+                        "the server's storage is full, nothing was stored; retry later ({other})"
+                    ),
+                ),
+                Some(StorageProblem::Failing) => ServiceError::new(
+                    codes::STORAGE_UNAVAILABLE,
+                    format!("the server's storage is failing, nothing was stored ({other})"),
+                ),
+                None => ServiceError::internal(format!("store: {other}")),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_have_their_own_codes() {
+        let full = StoreError::Storage {
+            problem: StorageProblem::Full,
+            message: "COMMIT failed: database or disk is full".into(),
+        };
+        let e = ServiceError::from(full);
+        assert_eq!(e.code, codes::STORAGE_FULL);
+        assert!(e.message.contains("disk is full"), "{}", e.message);
+        let failing = StoreError::Storage {
+            problem: StorageProblem::Failing,
+            message: "disk I/O error".into(),
+        };
+        assert_eq!(ServiceError::from(failing).code, codes::STORAGE_UNAVAILABLE);
+        assert_eq!(
+            ServiceError::from(StoreError::Migration("x".into())).code,
+            codes::INTERNAL
+        );
     }
 }

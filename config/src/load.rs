@@ -24,10 +24,7 @@ pub struct LoadedConfig {
 /// Reads, parses and validates the configuration file at `path`, then resolves the relative
 /// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
     let origin = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -52,6 +49,28 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         text,
         hash,
     })
+}
+
+/// Largest configuration file read: 1 MiB (a config is a few KiB; this stops `/dev/zero` or a wrong file).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads at most `limit + 1` bytes of `path`; more than `limit` is an error naming the file and the limit.
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than the limit of {limit} bytes (1 MiB) for a configuration file"),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// `sha256:<lowercase hex>` of `bytes`.

@@ -790,3 +790,24 @@ fn job_and_answer_limits_have_bounds_and_must_hold_one_job_summary() {
         assert_eq!(all[0].path, path, "{all:#?}");
     }
 }
+
+#[test]
+fn load_caps_the_file_size_and_names_the_limit() {
+    // /dev/zero never ends: without a cap this reads until memory runs out.
+    let started = std::time::Instant::now();
+    let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("limit of 1048576 bytes"),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // A big regular file too, and one exactly at the limit is read (and fails later, as YAML).
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, vec![b'#'; 1024 * 1024 + 1]).unwrap();
+    let e = load(&big).unwrap_err().to_string();
+    assert!(e.contains("limit of 1048576 bytes"), "{e}");
+    std::fs::write(&big, vec![b'#'; 1024 * 1024]).unwrap();
+    let e = load(&big).unwrap_err().to_string();
+    assert!(!e.contains("limit of"), "{e}");
+}

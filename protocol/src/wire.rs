@@ -472,6 +472,10 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     /// Server-side bug or failure.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The server's storage is full: nothing was stored; retry later (the operator must free disk space).
+    pub const STORAGE_FULL: &str = "STORAGE_FULL";
+    /// The server's storage is failing (I/O error, damaged or read-only database): nothing was stored.
+    pub const STORAGE_UNAVAILABLE: &str = "STORAGE_UNAVAILABLE";
     /// Too many requests; retry later.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The idempotency key was already used by this user for a different job body.

@@ -1,7 +1,8 @@
 //! The local admin socket: a Unix socket `admin.sock` in the data dir, owner-only (0600), through which
 //! server-side admin commands (`shotline user add ...`) reach a running server, so the server stays the only
 //! writer of its store and sees the change at once. Frames are the wire protocol's: a 4-byte big-endian length
-//! and a msgpack map. It also guards the data dir: a second server on the same data dir refuses to start.
+//! and a msgpack map. The data dir itself is guarded by its lock (`crate::datadir`): the client falls back to
+//! the store only when no server holds it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,31 @@ pub enum AdminError {
         path: PathBuf,
         /// Cause.
         source: std::io::Error,
+    },
+    /// A server holds the data dir but its admin socket cannot be reached.
+    #[error(
+        "a shotline server is running on this data dir (its server.lock is held) but its admin socket {path} \
+         cannot be reached: {source}; run the command as the server's user, or check the socket (nothing was \
+         changed: the store is not opened behind a running server)"
+    )]
+    Unreachable {
+        /// Socket path.
+        path: PathBuf,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The socket cannot be reached and whether a server runs cannot be told.
+    #[error(
+        "the admin socket {path} cannot be reached ({socket}) and whether a server runs cannot be told: {lock}; \
+         nothing was changed"
+    )]
+    NoLock {
+        /// Socket path.
+        path: PathBuf,
+        /// Why the connection failed.
+        socket: std::io::Error,
+        /// Why the lock could not be tried.
+        lock: String,
     },
     /// Protocol.
     #[error("admin socket: {0}")]
@@ -264,15 +290,33 @@ async fn handle(service: &Service, request: AdminRequest) -> AdminResponse {
     }
 }
 
-/// The client side: `Ok(None)` when no server is listening on `data_dir` (act on the store directly).
-pub async fn request(
-    data_dir: &Path,
-    request: &AdminRequest,
-) -> Result<Option<AdminResponse>, AdminError> {
+/// What came of an admin request.
+#[derive(Debug)]
+pub enum Reached {
+    /// The running server answered.
+    Answered(AdminResponse),
+    /// No server holds the data dir: the caller may work on the store directly while it keeps this lock.
+    NoServer(crate::datadir::DataDirLock),
+}
+
+/// The client side. When the socket cannot be reached, falls back ([`Reached::NoServer`]) only if no server
+/// holds the data dir's lock; otherwise a server is running but unreachable, and the error says why the
+/// socket failed (permission denied, not a socket, ...). The store is never opened behind a running server.
+pub async fn request(data_dir: &Path, request: &AdminRequest) -> Result<Reached, AdminError> {
     let path = socket_path(data_dir);
     let mut stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
-        Err(_) => return Ok(None),
+        Err(source) => {
+            return match crate::datadir::try_lock(data_dir) {
+                Ok(Some(lock)) => Ok(Reached::NoServer(lock)),
+                Ok(None) => Err(AdminError::Unreachable { path, source }),
+                Err(e) => Err(AdminError::NoLock {
+                    path,
+                    socket: source,
+                    lock: e.to_string(),
+                }),
+            };
+        }
     };
     let frame =
         encode_frame(request, MAX_ADMIN_FRAME).map_err(|e| AdminError::Protocol(e.to_string()))?;
@@ -287,6 +331,6 @@ pub async fn request(
         .await
         .map_err(AdminError::Protocol)?;
     decode_body(&body)
-        .map(Some)
+        .map(Reached::Answered)
         .map_err(|e| AdminError::Protocol(e.to_string()))
 }

@@ -146,7 +146,7 @@ fn shots_of(key: &str) -> u64 {
 
 /// Writes `sim.yaml` with its data dir inside `dir` plus `extra` YAML; returns (config path, data dir).
 pub(crate) fn write_config(dir: &Path, extra: &str) -> Result<(PathBuf, PathBuf), DrillError> {
-    std::fs::create_dir_all(dir)?;
+    shotline_tls::private_fs::create_private_dir(dir)?;
     let data = dir.join("data");
     let config = dir.join("shotline.yaml");
     let mut yaml = shotline_config::SIM_YAML.replacen(

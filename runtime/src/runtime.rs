@@ -29,7 +29,8 @@ pub struct StartOptions {
     pub data_dir: Option<PathBuf>,
     /// Run the QUIC gateway (off for a purely in-process embedding).
     pub gateway: bool,
-    /// Serve the local admin socket in the data dir (and refuse to share the data dir with another server).
+    /// Serve the local admin socket in the data dir. (The data dir is claimed in any case: a runtime holds
+    /// `server.lock` for its life, so no other server shares it.)
     pub admin_socket: bool,
 }
 
@@ -47,6 +48,9 @@ pub enum RuntimeError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The data dir is in use, or its store is missing, damaged or lacks acknowledged work.
+    #[error(transparent)]
+    Store(#[from] crate::datadir::DataDirError),
     /// TLS identity or configuration.
     #[error(transparent)]
     Tls(#[from] shotline_tls::TlsError),
@@ -71,6 +75,8 @@ pub struct Runtime {
     listen: Option<SocketAddr>,
     admin: Option<AdminServer>,
     local_user: tokio::sync::OnceCell<UserRecord>,
+    /// The claim on the data dir, held until the runtime is gone.
+    _lock: crate::datadir::DataDirLock,
 }
 
 /// Name of the user that in-process submissions run as.
@@ -107,10 +113,13 @@ impl Runtime {
             )
         })?;
         let data_dir = config.data_dir().to_path_buf();
-        std::fs::create_dir_all(&data_dir).map_err(|source| RuntimeError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
+        // Claim the data dir (created 0700) before anything reads or writes it, then check the store:
+        // integrity, the initialised marker and the acknowledged work (see `datadir`).
+        let lock = crate::datadir::lock(&data_dir)?;
+        let (dir, db) = (data_dir.clone(), config.db_path());
+        tokio::task::spawn_blocking(move || crate::datadir::check_store(&dir, &db))
+            .await
+            .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))??;
         shotline_tls::ensure_ring_provider();
         let gateway_parts = if options.gateway {
             let identity = match config.tls.mode {
@@ -185,6 +194,7 @@ impl Runtime {
             listen,
             admin,
             local_user: tokio::sync::OnceCell::new(),
+            _lock: lock,
         })
     }
 

@@ -17,6 +17,8 @@ mod embedding;
 mod faults;
 #[path = "runtime/limits.rs"]
 mod limits;
+#[path = "runtime/files.rs"]
+mod files;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]

@@ -65,6 +65,16 @@ pub enum StoreError {
     )]
     Transaction(String),
 
+    /// The database's storage is full or failing (disk full, I/O error, corrupt or read-only file); nothing
+    /// of the operation was persisted.
+    #[error("{message}")]
+    Storage {
+        /// Full or failing.
+        problem: StorageProblem,
+        /// What SQLite reported and what to do.
+        message: String,
+    },
+
     /// An operation panicked on the writer thread; it was rolled back.
     #[error("operation panicked on the store thread and was rolled back: {0}; this is a bug, please report it")]
     Panicked(String),
@@ -78,7 +88,76 @@ pub enum StoreError {
     Busy,
 }
 
+/// What is wrong with the database's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageProblem {
+    /// The disk (or the database's size limit) is full.
+    Full,
+    /// An I/O error, a corrupt or unreadable file, a read-only file system or lost permissions.
+    Failing,
+}
+
+/// Classifies a SQLite error as a storage problem, if it is one.
+pub fn storage_problem_of(e: &rusqlite::Error) -> Option<StorageProblem> {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code()? {
+        C::DiskFull => Some(StorageProblem::Full),
+        C::SystemIoFailure
+        | C::DatabaseCorrupt
+        | C::NotADatabase
+        | C::ReadOnly
+        | C::CannotOpen
+        | C::PermissionDenied
+        | C::FileLockingProtocolFailed => Some(StorageProblem::Failing),
+        _ => None,
+    }
+}
+
 impl StoreError {
+    /// Whether this error means the database's storage is full or failing (rather than a bad request or a
+    /// bug): what a client is told with a storage error code.
+    pub fn storage_problem(&self) -> Option<StorageProblem> {
+        match self {
+            StoreError::Storage { problem, .. } => Some(*problem),
+            StoreError::Sqlite(e) => storage_problem_of(e),
+            StoreError::Io { .. } => Some(StorageProblem::Failing),
+            _ => None,
+        }
+    }
+
+    /// A batch-level failure (`BEGIN`, `COMMIT`): a storage error when SQLite says so, otherwise
+    /// [`StoreError::Transaction`].
+    pub(crate) fn batch(what: &str, e: &rusqlite::Error) -> StoreError {
+        match storage_problem_of(e) {
+            Some(problem) => StoreError::Storage {
+                problem,
+                message: format!(
+                    "{what} failed, the operation was not persisted: {e} ({})",
+                    match problem {
+                        StorageProblem::Full => "the database's disk is full: free space on it",
+                        StorageProblem::Failing =>
+                            "the database's storage is failing: check the disk and the file",
+                    }
+                ),
+            },
+            None => StoreError::Transaction(format!("{what} failed: {e}")),
+        }
+    }
+
+    /// A copy for every reply of a failed batch.
+    pub(crate) fn clone_batch(&self) -> StoreError {
+        match self {
+            StoreError::Storage { problem, message } => StoreError::Storage {
+                problem: *problem,
+                message: message.clone(),
+            },
+            other => StoreError::Transaction(match other {
+                StoreError::Transaction(m) => m.clone(),
+                o => o.to_string(),
+            }),
+        }
+    }
+
     /// Builds an [`StoreError::Invalid`].
     pub(crate) fn invalid(field: &'static str, value: &str, expected: &'static str) -> Self {
         StoreError::Invalid {
@@ -108,5 +187,66 @@ pub(crate) fn violation(err: &rusqlite::Error) -> Option<Violation> {
         SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::ForeignKey),
         SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE => Some(Violation::Unique),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DbThread, Store};
+
+    #[test]
+    fn a_full_database_is_a_storage_error_not_a_bug() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        let store = Store::open(&db).unwrap();
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let big = "x".repeat(64 * 1024);
+        let e = store
+            .add_user("alice", None, &big, false, "2026-01-01T00:00:00Z")
+            .unwrap_err();
+        assert_eq!(e.storage_problem(), Some(StorageProblem::Full), "{e}");
+        drop(store);
+
+        // Through the writer thread: a failing op and a failing batch keep the kind.
+        let thread = DbThread::spawn(&db, 8).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(thread.run(move |s| {
+                s.conn.execute_batch("PRAGMA max_page_count = 1")?;
+                s.add_user(
+                    "bob",
+                    None,
+                    &"y".repeat(64 * 1024),
+                    false,
+                    "2026-01-01T00:00:00Z",
+                )
+            }))
+            .unwrap_err();
+        assert_eq!(e.storage_problem(), Some(StorageProblem::Full), "{e}");
+        let not_full = StoreError::Conflict("x".into());
+        assert_eq!(not_full.storage_problem(), None);
+        let batch = StoreError::batch(
+            "COMMIT",
+            &rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(10), None),
+        );
+        assert_eq!(
+            batch.storage_problem(),
+            Some(StorageProblem::Failing),
+            "{batch}"
+        );
+        assert_eq!(
+            batch.clone_batch().storage_problem(),
+            Some(StorageProblem::Failing)
+        );
     }
 }

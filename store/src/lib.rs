@@ -6,13 +6,15 @@
 
 mod error;
 mod listing;
+pub mod marks;
 pub mod records;
 pub mod schema;
 mod store;
 mod thread;
 
-pub use error::StoreError;
+pub use error::{storage_problem_of, StorageProblem, StoreError};
 pub use listing::JobFilter;
+pub use marks::{ack_hwm_path, read_ack_hwm, write_ack_hwm, AckMarks};
 pub use records::{
     normalize_time, CalibrationRecord, ExecutionRecord, Inserted, JobEvent, JobRecord, LockRecord,
     NewJob, Pragmas, ResultRecord, ShotDataRecord, UserRecord, STATUS_QUEUED,

@@ -36,6 +36,23 @@ fn check_durability(journal_mode: &str, synchronous: i64) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist (an existing file is left as it is).
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            what: "create the database file",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn day_ok(day: &str) -> bool {
     day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit())
 }
@@ -44,14 +61,22 @@ impl Store {
     /// Opens (creating if needed, with parent directories) the database at `path`, enables WAL,
     /// `synchronous=FULL`, foreign keys and a 5 s busy timeout, verifies the durability pragmas by
     /// reading them back, and applies pending migrations.
+    ///
+    /// A missing directory is created 0700 and a missing database file 0600 before SQLite opens it, whatever
+    /// the umask; SQLite gives the `-wal` and `-shm` files the mode of the database file.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            let mut dir = std::fs::DirBuilder::new();
+            dir.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            dir.create(parent).map_err(|source| StoreError::Io {
                 what: "create the database directory",
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
+        create_private_file(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_millis(5000))?;
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;

@@ -3,7 +3,8 @@
 //! The thread blocks for one op, drains up to [`MAX_EXTRA_PER_BATCH`] more already-queued ops,
 //! runs `BEGIN IMMEDIATE`, runs each op inside its own `SAVEPOINT` (a failed or panicking op is
 //! rolled back to its savepoint without spoiling the others), `COMMIT`s, and only then calls every
-//! op's reply with the commit outcome.
+//! op's reply with the commit outcome. Between the commit and the replies it updates the
+//! acknowledged-work mark (`<db>.ack-hwm`, see [`crate::marks`]) when the batch changed the database.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
 
+use crate::marks::HwmWriter;
 use crate::{Store, StoreError};
 
 /// Called after the batch's `COMMIT` returned, with the commit outcome.
@@ -88,7 +90,8 @@ impl DbThread {
                         return Ok(());
                     }
                 };
-                serve(&store, &rx, &thread_stats);
+                let mut hwm = HwmWriter::open(&path, &store);
+                serve(&store, &rx, &thread_stats, &mut hwm);
                 store.conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
             })
             .map_err(|source| StoreError::Io {
@@ -235,7 +238,7 @@ impl Drop for DbThread {
     }
 }
 
-fn serve(store: &Store, rx: &Receiver<Task>, stats: &Stats) {
+fn serve(store: &Store, rx: &Receiver<Task>, stats: &Stats, hwm: &mut HwmWriter) {
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -245,7 +248,7 @@ fn serve(store: &Store, rx: &Receiver<Task>, stats: &Stats) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        run_batch(store, batch, stats);
+        run_batch(store, batch, stats, hwm);
     }
 }
 
@@ -256,13 +259,13 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-fn run_batch(store: &Store, batch: Vec<Task>, stats: &Stats) {
+fn run_batch(store: &Store, batch: Vec<Task>, stats: &Stats, hwm: &mut HwmWriter) {
     let conn = &store.conn;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let msg = format!("BEGIN IMMEDIATE failed: {e}");
-        tracing::error!("{msg}");
+        let err = StoreError::batch("BEGIN IMMEDIATE", &e);
+        tracing::error!("{err}");
         for task in batch {
-            (task.fail)(StoreError::Transaction(msg.clone()));
+            (task.fail)(err.clone_batch());
         }
         return;
     }
@@ -303,19 +306,26 @@ fn run_batch(store: &Store, batch: Vec<Task>, stats: &Stats) {
         std::thread::sleep(std::time::Duration::from_nanos(delay));
     }
     let outcome = match spoiled {
-        Some(msg) => Err(msg),
+        Some(msg) => Err(StoreError::Transaction(msg)),
         None => conn
             .execute_batch("COMMIT")
-            .map_err(|e| format!("COMMIT failed: {e}")),
+            .map_err(|e| StoreError::batch("COMMIT", &e)),
     };
     if outcome.is_err() && !conn.is_autocommit() {
         if let Err(e) = conn.execute_batch("ROLLBACK") {
             tracing::error!(error = %e, "rolling back a failed batch failed");
         }
     }
+    if outcome.is_ok() {
+        // Before any reply: what a caller is told is committed is always covered by the mark.
+        hwm.committed(store);
+    }
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.ops.fetch_add(n, Ordering::Relaxed);
     for reply in replies {
-        reply(outcome.clone().map_err(StoreError::Transaction));
+        reply(match &outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.clone_batch()),
+        });
     }
 }

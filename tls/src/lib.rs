@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod identity;
 mod pins;
+pub mod private_fs;
 mod server;
 
 pub use client::{
@@ -18,7 +19,7 @@ pub use client::{
 };
 pub use error::TlsError;
 pub use identity::{
-    fingerprint, load_files, load_or_generate, ServerIdentity, CERT_FILE, KEY_FILE,
+    fingerprint, load_files, load_or_generate, ServerIdentity, CERT_FILE, KEY_FILE, MAX_PEM_BYTES,
 };
 pub use pins::{is_valid_fingerprint, KnownServers};
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};

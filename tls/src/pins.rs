@@ -1,12 +1,13 @@
 //! The client's known-servers file: a JSON object mapping `host:port` to a pinned fingerprint.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::TlsError;
-use crate::identity::tmp_path;
+use crate::private_fs::{create_private_dir, read_capped, write_private_file};
+
+/// Largest pins file read: 1 MiB (a few thousand servers).
+pub const MAX_PINS_BYTES: u64 = 1024 * 1024;
 
 /// Pinned server certificates (trust on first use), persisted as a JSON object
 /// `{"host:port": "sha256:<hex>", ...}`.
@@ -29,7 +30,7 @@ pub fn is_valid_fingerprint(fp: &str) -> bool {
 impl KnownServers {
     /// Loads the pins file; a missing file is an empty set of pins.
     pub fn load(path: &Path) -> Result<KnownServers, TlsError> {
-        let pins = match fs::read(path) {
+        let pins = match read_capped(path, MAX_PINS_BYTES) {
             Ok(bytes) => parse(path, &bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(TlsError::io(path, e)),
@@ -93,7 +94,7 @@ impl KnownServers {
         Ok(true)
     }
 
-    /// Writes the pins to a temporary file next to the pins file, then renames it into place.
+    /// Writes the pins atomically to a private (0600) file in a private (0700) directory.
     fn save(&self) -> Result<(), TlsError> {
         let mut text =
             serde_json::to_string_pretty(&self.pins).map_err(|e| TlsError::PinsFile {
@@ -102,19 +103,9 @@ impl KnownServers {
             })?;
         text.push('\n');
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| TlsError::io(dir, e))?;
+            create_private_dir(dir).map_err(|e| TlsError::io(dir, e))?;
         }
-        let tmp = tmp_path(&self.path);
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(TlsError::io(&tmp, e));
-        }
-        fs::rename(&tmp, &self.path).map_err(|e| TlsError::io(&self.path, e))
+        write_private_file(&self.path, text.as_bytes()).map_err(|e| TlsError::io(&self.path, e))
     }
 }
 

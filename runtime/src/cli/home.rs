@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 use shotline_client::Trust;
+use shotline_tls::private_fs::{create_private_dir, read_capped, write_private_file};
+
+/// Largest sessions file read: 1 MiB.
+const MAX_SESSIONS_BYTES: u64 = 1024 * 1024;
 
 /// One stored session.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,8 +41,8 @@ impl Home {
                 .ok_or_else(|| anyhow!("no config dir on this system: set SHOTLINE_HOME"))?
                 .join("shotline"),
         };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // 0700, tightened if an older version created it open to others: it holds bearer tokens.
+        create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Home { dir })
     }
 
@@ -53,8 +57,8 @@ impl Home {
 
     fn sessions(&self) -> anyhow::Result<BTreeMap<String, Session>> {
         let path = self.sessions_file();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
+        match read_capped(&path, MAX_SESSIONS_BYTES) {
+            Ok(text) => serde_json::from_slice(&text)
                 .with_context(|| format!("{} is not a valid sessions file", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -68,32 +72,28 @@ impl Home {
         })
     }
 
-    /// Stores the session of `server` (file readable by the owner only).
+    /// Stores the session of `server` (file created readable by the owner only).
     pub fn save_session(&self, server: &str, session: Session) -> anyhow::Result<()> {
         let mut all = self.sessions()?;
         all.insert(server.to_string(), session);
-        let path = self.sessions_file();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-        }
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        self.write_sessions(&all)
     }
 
     /// Forgets the session of `server`.
     pub fn forget_session(&self, server: &str) -> anyhow::Result<()> {
         let mut all = self.sessions()?;
         if all.remove(server).is_some() {
-            let path = self.sessions_file();
-            std::fs::write(&path, serde_json::to_vec_pretty(&all)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            self.write_sessions(&all)?;
         }
         Ok(())
+    }
+
+    /// Writes the sessions atomically into a file created 0600 (never readable by others, not even
+    /// for a moment).
+    fn write_sessions(&self, all: &BTreeMap<String, Session>) -> anyhow::Result<()> {
+        let path = self.sessions_file();
+        write_private_file(&path, &serde_json::to_vec_pretty(all)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// How to trust `server`: its CA if the session says so, otherwise the pins file.

@@ -2,6 +2,7 @@
 //! commands (`login`, `backends`, `backend`, `submit`, `status`, `result`).
 
 pub mod home;
+pub mod input;
 pub mod remote;
 pub mod serve;
 pub mod user;
@@ -56,6 +57,10 @@ pub enum Command {
         /// Data dir (overrides service.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Start although the database lacks acknowledged work or is missing/empty in a data dir used
+        /// before (the missing work is lost; see docs/operations.md). A damaged database is still refused.
+        #[arg(long)]
+        accept_data_loss: bool,
     },
     /// Validate a config file and report every error with line and column.
     CheckConfig {
@@ -335,9 +340,11 @@ pub enum UserAction {
 /// Reads a password from stdin (first line) or prompts without echo on a terminal.
 pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     let pw = if from_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        line.trim_end_matches(['\n', '\r']).to_string()
+        input::read_line_capped(
+            std::io::stdin().lock(),
+            input::MAX_PASSWORD_BYTES,
+            "password",
+        )?
     } else {
         rpassword::prompt_password(prompt)?
     };

@@ -204,8 +204,7 @@ fn device_line(d: &shotline_protocol::DeviceStatus) -> String {
 }
 
 fn read_job(file: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = super::input::read_text_capped(file, super::input::MAX_JOB_FILE_BYTES, "job file")?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))
 }
 

@@ -12,9 +12,21 @@ pub async fn serve(
     config: &Path,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    accept_data_loss: bool,
 ) -> anyhow::Result<()> {
     let loaded = shotline_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     shotline::logging::init(&loaded.config.logging);
+    if accept_data_loss {
+        let dir = data_dir
+            .clone()
+            .unwrap_or_else(|| loaded.config.data_dir().to_path_buf());
+        let db = dir.join(&loaded.config.persistence.file);
+        let done =
+            tokio::task::spawn_blocking(move || shotline::datadir::accept_data_loss(&dir, &db))
+                .await??;
+        tracing::warn!("{done}");
+        eprintln!("warning: {done}");
+    }
     let mut runtime = Runtime::start(
         loaded,
         StartOptions {

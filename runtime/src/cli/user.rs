@@ -1,11 +1,12 @@
 //! `shotline user add | disable | enable | passwd | list | remove`: through the admin socket of a running
 //! server (the server stays the only writer and sees the change at once), or directly on its store when no
-//! server runs.
+//! server holds the data dir's lock (`server.lock`); a server that holds it but whose socket cannot be reached
+//! is an error naming why, never a reason to open the store behind it.
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use shotline::admin::{self, AdminRequest, AdminResponse, UserLine};
+use shotline::admin::{self, AdminRequest, AdminResponse, Reached, UserLine};
 use shotline_actors::auth;
 use shotline_store::Store;
 
@@ -33,9 +34,11 @@ async fn run(
     direct: impl FnOnce(&Store) -> anyhow::Result<AdminResponse>,
 ) -> anyhow::Result<(AdminResponse, bool)> {
     let (dir, db) = data_dir(args)?;
-    if let Some(response) = admin::request(&dir, &request).await? {
-        return Ok((response, true));
-    }
+    let _lock = match admin::request(&dir, &request).await? {
+        Reached::Answered(response) => return Ok((response, true)),
+        // No server holds the data dir; keep its lock so none starts while the store is open here.
+        Reached::NoServer(lock) => lock,
+    };
     let store =
         Store::open(&db).with_context(|| format!("cannot open the store {}", db.display()))?;
     Ok((direct(&store)?, false))
@@ -204,8 +207,8 @@ pub async fn fault(fault: super::FaultCommand, data: DataDirArgs) -> anyhow::Res
     };
     let (dir, _) = data_dir(&data)?;
     match admin::request(&dir, &AdminRequest::Fault { spec }).await? {
-        Some(r) => print(r, true, false),
-        None => bail!(
+        Reached::Answered(r) => print(r, true, false),
+        Reached::NoServer(_) => bail!(
             "no server is running on {}: faults are injected into a running server",
             dir.display()
         ),

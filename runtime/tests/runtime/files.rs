@@ -1,0 +1,385 @@
+//! The data dir and the client's home on the host: private modes whatever the umask, the data dir's lock,
+//! and the start-up checks of the store (damaged, vanished, or missing acknowledged work).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use shotline::protocol::Value;
+use shotline_client::{Client, SubmitOptions, Trust};
+
+use crate::common::*;
+
+const SIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml");
+
+/// The binary run under `umask 022` (the usual default, which made files 0644 and dirs 0755).
+fn umask_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "umask 022 && exec \"$@\"", "sh", BIN])
+        .args(args);
+    c
+}
+
+/// Runs the CLI under umask 022 with `SHOTLINE_HOME=home`: (success, stdout, stderr).
+fn cli(home: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = umask_cmd(args)
+        .env("SHOTLINE_HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shotline");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `shotline serve` under umask 022: the running server once ready, or what it printed when it exited.
+fn serve(data: &Path, extra: &[&str]) -> Result<Server, String> {
+    let data_s = data.to_str().unwrap();
+    let mut args = vec![
+        "serve",
+        "--config",
+        SIM,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_s,
+    ];
+    args.extend_from_slice(extra);
+    let mut child = umask_cmd(&args)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn shotline serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
+                let _ = tx.send(Ok(addr.to_string()));
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        let _ = tx.send(Err(all));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(addr)) => Ok(Server { child, addr }),
+        Ok(Err(text)) => {
+            let status = child.wait().unwrap();
+            assert!(!status.success(), "serve exited 0 without being ready");
+            Err(text)
+        }
+        Err(_) => {
+            let _ = child.kill();
+            panic!("serve neither became ready nor exited");
+        }
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Every entry under `dir` (and `dir` itself) that group or others can access, with its mode.
+fn shared_entries(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    if mode(dir) & 0o077 != 0 {
+        out.push((dir.to_path_buf(), mode(dir)));
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(shared_entries(&p));
+        } else if mode(&p) & 0o077 != 0 {
+            out.push((p.clone(), mode(&p)));
+        }
+    }
+    out
+}
+
+fn add_user(home: &Path, data: &Path, name: &str) -> String {
+    let (ok, out, err) = cli(
+        home,
+        &[
+            "user",
+            "add",
+            name,
+            "--admin",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "password123\n",
+    );
+    assert!(ok, "user add: {out} {err}");
+    out
+}
+
+#[test]
+fn data_dir_and_client_home_are_private_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home/shotline"));
+    // `user add` without a server creates the data dir and the database.
+    let out = add_user(&home, &data, "alice");
+    assert!(out.contains("directly in the store"), "{out}");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("shotline.db")), 0o600);
+    assert_eq!(shared_entries(&data), vec![]);
+
+    let server = serve(&data, &[]).expect("serve starts");
+    for f in [
+        "shotline.db",
+        "shotline.db-wal",
+        "shotline.db-shm",
+        "tls/key.pem",
+    ] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&data.join("tls")), 0o700);
+    assert_eq!(shared_entries(&data), vec![]);
+
+    // Login writes the session (a bearer token) and the pin into a home created 0700, files 0600.
+    let (ok, out, err) = cli(
+        &home,
+        &[
+            "login",
+            "--server",
+            &server.addr,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        "password123\n",
+    );
+    assert!(ok, "login: {out} {err}");
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("sessions.json")), 0o600);
+    assert_eq!(mode(&home.join("known_servers.json")), 0o600);
+    assert_eq!(shared_entries(&home), vec![]);
+    // Logging out rewrites the sessions file: still private, no temporary file left.
+    let (ok, _, err) = cli(&home, &["logout", "--server", &server.addr], "");
+    assert!(ok, "logout: {err}");
+    assert_eq!(shared_entries(&home), vec![]);
+    let names: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+    server.stop();
+    assert_eq!(shared_entries(&data), vec![]);
+
+    // A home or data dir left open by an older version is restricted to its owner.
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, _, _) = cli(&home, &["whoami", "--server", "127.0.0.1:1"], "");
+    assert_eq!(mode(&home), 0o700);
+}
+
+#[test]
+fn user_commands_never_open_the_store_behind_a_server_whose_socket_is_unreachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    add_user(&home, &data, "alice");
+    let server = serve(&data, &[]).expect("serve starts");
+    // The socket is replaced by something that does not answer.
+    let sock = data.join("admin.sock");
+    let moved = data.join("admin.sock.moved");
+    std::fs::rename(&sock, &moved).unwrap();
+    std::fs::write(&sock, b"not a socket").unwrap();
+    let data_s = data.to_str().unwrap();
+    let (ok, out, err) = cli(
+        &home,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--data-dir",
+            data_s,
+            "--password-stdin",
+        ],
+        "password123\n",
+    );
+    assert!(!ok, "user add went through: {out}");
+    assert!(
+        err.contains("server.lock is held") && err.contains("refused"),
+        "the error must say a server runs and why its socket failed: {err}"
+    );
+    // A second server is refused by the lock, although no socket answers.
+    let second = serve(&data, &[]).map(|s| s.stop());
+    let text = second.expect_err("a second server started on the same data dir");
+    assert!(text.contains("server.lock is locked"), "{text}");
+    // The store was not touched: bob does not exist.
+    std::fs::remove_file(&sock).unwrap();
+    std::fs::rename(&moved, &sock).unwrap();
+    let (ok, out, err) = cli(&home, &["user", "list", "--data-dir", data_s, "--json"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("alice") && !out.contains("bob"), "{out}");
+    server.stop();
+    // With no server, the store is used directly.
+    let (ok, out, err) = cli(
+        &home,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--data-dir",
+            data_s,
+            "--password-stdin",
+        ],
+        "password123\n",
+    );
+    assert!(ok && out.contains("directly in the store"), "{out} {err}");
+}
+
+fn garble_page(db: &Path, page: u64) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+    f.seek(SeekFrom::Start(page * 4096)).unwrap();
+    f.write_all(&[0xA5; 4096]).unwrap();
+}
+
+fn no_wal(db: &Path) {
+    for s in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{s}", db.display()));
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn a_damaged_emptied_or_vanished_database_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    let db = data.join("shotline.db");
+    add_user(&home, &data, "alice");
+    serve(&data, &[]).expect("serve starts").stop();
+    assert!(data.join("INITIALISED").exists());
+    let good = std::fs::read(&db).unwrap();
+
+    // A garbled page: refused, naming the file and what quick_check found.
+    garble_page(&db, 1);
+    no_wal(&db);
+    let text = serve(&data, &[])
+        .map(|s| s.stop())
+        .expect_err("served a damaged db");
+    assert!(
+        text.contains(&format!("the database {} is damaged", db.display())),
+        "{text}"
+    );
+    assert!(
+        serve(&data, &["--accept-data-loss"])
+            .map(|s| s.stop())
+            .is_err(),
+        "a damaged db is refused even with --accept-data-loss"
+    );
+
+    // Emptied: refused, saying when the data dir was initialised.
+    std::fs::write(&db, b"").unwrap();
+    let text = serve(&data, &[])
+        .map(|s| s.stop())
+        .expect_err("served an empty db");
+    assert!(
+        text.contains("was initialised on") && text.contains("is empty"),
+        "{text}"
+    );
+    // Vanished: the same.
+    std::fs::remove_file(&db).unwrap();
+    let text = serve(&data, &[])
+        .map(|s| s.stop())
+        .expect_err("served a new db");
+    assert!(text.contains("is missing"), "{text}");
+
+    // Restored from the backup: serves again, alice is there.
+    std::fs::write(&db, &good).unwrap();
+    let server = serve(&data, &[]).expect("the restored db serves");
+    let (ok, out, err) = cli(
+        &home,
+        &["user", "list", "--data-dir", data.to_str().unwrap()],
+        "",
+    );
+    assert!(ok && out.contains("alice"), "{out} {err}");
+    server.stop();
+
+    // The operator may start afresh on purpose.
+    std::fs::remove_file(&db).unwrap();
+    serve(&data, &["--accept-data-loss"])
+        .expect("--accept-data-loss starts with an empty db")
+        .stop();
+    serve(&data, &[]).expect("and it serves afterwards").stop();
+}
+
+#[test]
+fn acknowledged_jobs_lost_with_a_damaged_wal_are_named_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    let db = data.join("shotline.db");
+    add_user(&home, &data, "alice");
+    let mut server = serve(&data, &[]).expect("serve starts");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let trust = Trust::Pin {
+            pins_file: tmp.path().join("pins.json"),
+        };
+        let c = Client::connect(&server.addr, &trust).await.unwrap();
+        let token = c.login("alice", "password123").await.unwrap().token;
+        // Nothing runs: only the submissions are in the WAL.
+        c.pause_backend(&token, "singlequdit").await.unwrap();
+        let job: Value = serde_json::from_value(json!({
+            "experiment_0": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1}
+        }))
+        .unwrap();
+        for _ in 0..20 {
+            c.submit(&token, "singlequdit", job.clone(), SubmitOptions::default())
+                .await
+                .unwrap();
+        }
+    });
+    // A crash, then a WAL that lost its second half (frames after a bad checksum are dropped alike).
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let len = std::fs::metadata(&wal).unwrap().len();
+    let frame = 24 + 4096;
+    let frames = (len - 32) / frame;
+    assert!(frames >= 20, "the WAL holds {frames} frames");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .unwrap()
+        .set_len(32 + frames / 2 * frame)
+        .unwrap();
+    let _ = std::fs::remove_file(format!("{}-shm", db.display()));
+
+    let text = serve(&data, &[])
+        .map(|s| s.stop())
+        .expect_err("served a db that lost acknowledged jobs");
+    assert!(
+        text.contains("but seq 20 was acknowledged")
+            && text.contains("acknowledged jobs are missing"),
+        "{text}"
+    );
+    // The operator accepts the loss explicitly; the server then starts and keeps starting.
+    serve(&data, &["--accept-data-loss"])
+        .expect("--accept-data-loss starts")
+        .stop();
+    serve(&data, &[]).expect("serves after accepting").stop();
+}
