@@ -29,6 +29,13 @@ pub use shotline_tls::{PinOutcome, Trust};
 
 pub use error::ClientError;
 
+/// The client drops a connection after this long without a packet from the server (the server's own
+/// `limits.idle_timeout_ms`, default 8 s, is what usually applies: QUIC takes the smaller of the two).
+pub const IDLE_TIMEOUT_MS: u64 = 30_000;
+/// The client sends a keep-alive this often, so an idle but living client (e.g. a `watch` of a queued job) is
+/// never taken for a dead one by the server.
+pub const KEEP_ALIVE_MS: u64 = 2_000;
+
 /// A successful login.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Login {
@@ -89,8 +96,8 @@ impl Client {
             server,
             &ClientOptions {
                 alpn: vec![ALPN.to_vec()],
-                idle_timeout_ms: 30_000,
-                keep_alive_ms: Some(5_000),
+                idle_timeout_ms: IDLE_TIMEOUT_MS,
+                keep_alive_ms: Some(KEEP_ALIVE_MS),
             },
         )?;
         let bind: SocketAddr = if addr.is_ipv6() {
@@ -324,10 +331,12 @@ impl Client {
         }
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely and waits (at most 2 s) until the server was told, so the connection
+    /// stops counting against the user's connection limit at once. Dropping a `Client` also closes the
+    /// connection, but a process that exits right after may never send the close: call this on every path.
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"bye");
-        self.endpoint.wait_idle().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
 

@@ -15,6 +15,8 @@ mod e2e;
 mod embedding;
 #[path = "runtime/faults.rs"]
 mod faults;
+#[path = "runtime/hostile.rs"]
+mod hostile;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]
