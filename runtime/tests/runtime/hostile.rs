@@ -377,12 +377,38 @@ fn pins_of(r: &Remote) -> Trust {
     }
 }
 
-/// Item 5: failed CLI commands close their connection: more failures in a row than the user's connection limit,
-/// then a successful submit.
+/// Runs the CLI confined to one CPU: a process that only drops its connection (instead of closing it and
+/// waiting until the server was told) then exits before its runtime's driver ever sends the close.
+fn on_one_cpu(home: &Path, args: &[&str]) -> (bool, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("SHOTLINE_HOME", home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    // SAFETY: only an async-signal-safe system call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Item 5: failed CLI commands close their connection: 16 failures in a row with a connection limit of 1, then
+/// a successful submit.
 #[test]
 fn failed_commands_never_leave_their_connection_counting() {
     let tmp = tempfile::tempdir().unwrap();
-    let (server, home) = serve_with(tmp.path(), "limits:\n  max_connections_per_user: 2\n");
+    let (server, home) = serve_with(tmp.path(), "limits:\n  max_connections_per_user: 1\n");
     let bad = tmp.path().join("bad.json");
     std::fs::write(
         &bad,
@@ -396,7 +422,7 @@ fn failed_commands_never_leave_their_connection_counting() {
     )
     .unwrap();
     let submit = |file: &Path| {
-        shotline(
+        on_one_cpu(
             &home,
             &[
                 "submit",
@@ -406,21 +432,16 @@ fn failed_commands_never_leave_their_connection_counting() {
                 "--server",
                 &server.addr,
             ],
-            None,
         )
     };
-    for i in 0..5 {
+    for i in 0..8 {
         let (ok, _, err) = submit(&bad);
         assert!(!ok);
         assert!(
             err.contains("VALIDATION_FAILED") || err.contains("params[0]"),
             "failed submit {i}: {err}"
         );
-        let (ok, _, err) = shotline(
-            &home,
-            &["status", "no-such-job", "--server", &server.addr],
-            None,
-        );
+        let (ok, _, err) = on_one_cpu(&home, &["status", "no-such-job", "--server", &server.addr]);
         assert!(!ok && err.contains("NOT_FOUND"), "failed status {i}: {err}");
     }
     let (ok, out, err) = submit(&good);
