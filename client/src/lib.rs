@@ -201,8 +201,7 @@ impl Client {
                 .map_err(|e| transport(format!("no response: {e}")))?;
             let len = frame_len(header, self.max_frame)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let mut body = vec![0u8; len];
-            recv.read_exact(&mut body)
+            let body = read_body(&mut recv, len)
                 .await
                 .map_err(|e| transport(format!("truncated response: {e}")))?;
             decode_body::<Response>(&body).map_err(|e| ClientError::Protocol(e.to_string()))
@@ -338,6 +337,26 @@ impl Client {
         self.connection.close(0u32.into(), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Reads a frame body of `len` bytes, growing the buffer only as bytes arrive (an announced length alone
+/// costs nothing).
+pub(crate) async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, String> {
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        let chunk = recv
+            .read_chunk(len - body.len(), true)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the stream ended after {} of {len} bytes", body.len()))?;
+        let need = body.len() + chunk.bytes.len();
+        if need > body.capacity() {
+            let cap = (body.capacity() * 2).max(need).max(4096).min(len);
+            body.reserve_exact(cap - body.len());
+        }
+        body.extend_from_slice(&chunk.bytes);
+    }
+    Ok(body)
 }
 
 pub(crate) fn unexpected(expected: &'static str, got: &Response) -> ClientError {

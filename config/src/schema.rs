@@ -186,7 +186,7 @@ pub struct LimitsSection {
     /// Bytes of a frame read before its token must have checked out; also the largest frame without a token
     /// (`login`, `register`) (1024..=268_435_456; at most `max_frame_bytes` apply).
     pub max_unauthenticated_frame_bytes: u64,
-    /// A connection not authenticated within this many ms of its arrival is closed (100..=600_000).
+    /// A connection not authenticated within this many ms after its handshake is closed (100..=600_000).
     pub unauthenticated_timeout_ms: u64,
     /// A connection without any packet from the peer for this many ms is closed and stops counting
     /// (1000..=600_000); the server sends keep-alives every third of it.
