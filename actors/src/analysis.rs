@@ -188,7 +188,7 @@ impl Actor for AnalysisActor {
                             *acc.counts.entry(m.clone()).or_insert(0) += 1;
                             if let Some(p) = &acc.progress {
                                 if ctx.shots_watched(&p.job_id) {
-                                    ctx.publish(JobEvent::Shot {
+                                    ctx.publish_shot(JobEvent::Shot {
                                         job_id: p.job_id.clone(),
                                         experiment_index: p.experiment_index,
                                         shot: record.shot,

@@ -122,6 +122,10 @@ pub fn token_hash(token: &str) -> String {
 
 /// Minimum password length accepted by `user add`.
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password accepted (bytes), at login as for a new password.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest user name (bytes); a longer name is refused before it is stored or counted anywhere.
+pub const MAX_USER_NAME_LEN: usize = 64;
 
 /// Checks a new password against the policy.
 pub fn check_password_policy(password: &str) -> Result<(), String> {
@@ -130,13 +134,35 @@ pub fn check_password_policy(password: &str) -> Result<(), String> {
             "the password is too short: at least {MIN_PASSWORD_LEN} characters"
         ));
     }
+    check_password_len(password)
+}
+
+/// Checks only the length bound of a password (what `login` checks before any work).
+pub fn check_password_len(password: &str) -> Result<(), String> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "password: {} bytes is longer than the limit of {MAX_PASSWORD_LEN} bytes",
+            password.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks only the length bound of a user name (what `login` checks before any work).
+pub fn check_user_name_len(name: &str) -> Result<(), String> {
+    if name.len() > MAX_USER_NAME_LEN {
+        return Err(format!(
+            "user: a name of {} bytes is longer than the limit of {MAX_USER_NAME_LEN} bytes",
+            name.len()
+        ));
+    }
     Ok(())
 }
 
 /// Checks a user name: 1..=64 characters of `[A-Za-z0-9_.-]`.
 pub fn check_user_name(name: &str) -> Result<(), String> {
+    check_user_name_len(name)?;
     let ok = !name.is_empty()
-        && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -144,7 +170,7 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid user name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 _ . -"
+            "invalid user name {name:?}: use 1 to {MAX_USER_NAME_LEN} characters from A-Z a-z 0-9 _ . -"
         ))
     }
 }
@@ -202,5 +228,12 @@ mod tests {
         assert!(check_user_name("a b").is_err());
         assert!(check_password_policy("short").is_err());
         assert!(check_password_policy("long enough").is_ok());
+        // Over-long names and passwords: refused with the limit, without echoing the input.
+        let long = "a".repeat(4 << 20);
+        let e = check_user_name(&long).unwrap_err();
+        assert!(e.contains("limit of 64 bytes") && e.len() < 200, "{e}");
+        assert!(check_user_name(&"a".repeat(64)).is_ok());
+        let e = check_password_policy(&long).unwrap_err();
+        assert!(e.contains("limit of 1024 bytes") && e.len() < 200, "{e}");
     }
 }

@@ -25,11 +25,24 @@ struct CtxInner {
     config_hash: String,
     call_timeout: Duration,
     events: tokio::sync::broadcast::Sender<JobEvent>,
-    shot_watchers: parking_lot::Mutex<HashMap<String, usize>>,
+    shot_watchers: parking_lot::Mutex<HashMap<String, Vec<ShotSlot>>>,
+    next_shot_watch: AtomicU64,
 }
 
-/// Capacity of the job event channel: a watcher more than this many events behind re-reads the status from
-/// the store (it never misses the final status, which is persisted).
+/// One shot watcher's end of its channel.
+struct ShotSlot {
+    id: u64,
+    tx: tokio::sync::mpsc::Sender<JobEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Capacity of each shot watcher's own channel: a watcher this many shots behind misses the next ones (they
+/// are counted for it), and nobody else notices.
+pub const SHOT_WATCH_CAPACITY: usize = 1024;
+
+/// Capacity of the job event channel (statuses and progress; shots go through each shot watcher's own
+/// channel): a watcher more than this many events behind re-reads the status from the store (it never misses
+/// the final status, which is persisted).
 pub const EVENT_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for Ctx {
@@ -58,6 +71,7 @@ impl Ctx {
                 call_timeout,
                 events,
                 shot_watchers: parking_lot::Mutex::new(HashMap::new()),
+                next_shot_watch: AtomicU64::new(0),
             }),
         }
     }
@@ -97,17 +111,28 @@ impl Ctx {
         self.inner.events.subscribe()
     }
 
-    /// Registers a watcher of `job`'s individual shots (undone by dropping the guard).
+    /// Registers a watcher of `job`'s individual shots: it gets them through its own bounded channel
+    /// ([`SHOT_WATCH_CAPACITY`]), never through the shared event bus (undone by dropping the guard).
     pub fn watch_shots(&self, job: &str) -> ShotWatch {
-        *self
-            .inner
+        let (tx, rx) = tokio::sync::mpsc::channel(SHOT_WATCH_CAPACITY);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let id = self.inner.next_shot_watch.fetch_add(1, Ordering::Relaxed);
+        self.inner
             .shot_watchers
             .lock()
             .entry(job.to_string())
-            .or_insert(0) += 1;
+            .or_default()
+            .push(ShotSlot {
+                id,
+                tx,
+                dropped: dropped.clone(),
+            });
         ShotWatch {
             ctx: self.clone(),
             job: job.to_string(),
+            id,
+            rx,
+            dropped,
         }
     }
 
@@ -116,24 +141,67 @@ impl Ctx {
         self.inner.shot_watchers.lock().contains_key(job)
     }
 
+    /// Hands a `shot` event to every shot watcher of its job, without waiting: a watcher whose channel is full
+    /// misses it (counted in [`ShotWatch::dropped`]); other watchers and the event bus are unaffected.
+    pub fn publish_shot(&self, event: JobEvent) {
+        let watchers = self.inner.shot_watchers.lock();
+        let Some(slots) = watchers.get(event.job_id()) else {
+            return;
+        };
+        for slot in slots {
+            if slot.tx.try_send(event.clone()).is_err() {
+                slot.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Finds the live actor playing `role` (None while it is restarting).
     pub fn lookup<M: Message>(&self, role: &str) -> Option<ActorRef<M>> {
         ractor::registry::where_is(self.name(role)).map(ActorRef::from)
     }
 }
 
-/// A registered shot watcher; unregisters on drop.
+/// A registered shot watcher: receives its job's `shot` events; unregisters on drop.
 pub struct ShotWatch {
     ctx: Ctx,
     job: String,
+    id: u64,
+    rx: tokio::sync::mpsc::Receiver<JobEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ShotWatch {
+    /// The next shot event (waits; never `None` while the guard lives).
+    pub async fn recv(&mut self) -> Option<JobEvent> {
+        self.rx.recv().await
+    }
+
+    /// A shot event already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<JobEvent> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Shot events this watcher missed because it was too slow.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for ShotWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShotWatch")
+            .field("job", &self.job)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for ShotWatch {
     fn drop(&mut self) {
         let mut w = self.ctx.inner.shot_watchers.lock();
-        if let Some(n) = w.get_mut(&self.job) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(slots) = w.get_mut(&self.job) {
+            slots.retain(|s| s.id != self.id);
+            if slots.is_empty() {
                 w.remove(&self.job);
             }
         }

@@ -29,6 +29,13 @@ pub use shotline_tls::{PinOutcome, Trust};
 
 pub use error::ClientError;
 
+/// The client drops a connection after this long without a packet from the server (the server's own
+/// `limits.idle_timeout_ms`, default 8 s, is what usually applies: QUIC takes the smaller of the two).
+pub const IDLE_TIMEOUT_MS: u64 = 30_000;
+/// The client sends a keep-alive this often, so an idle but living client (e.g. a `watch` of a queued job) is
+/// never taken for a dead one by the server.
+pub const KEEP_ALIVE_MS: u64 = 2_000;
+
 /// A successful login.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Login {
@@ -89,8 +96,8 @@ impl Client {
             server,
             &ClientOptions {
                 alpn: vec![ALPN.to_vec()],
-                idle_timeout_ms: 30_000,
-                keep_alive_ms: Some(5_000),
+                idle_timeout_ms: IDLE_TIMEOUT_MS,
+                keep_alive_ms: Some(KEEP_ALIVE_MS),
             },
         )?;
         let bind: SocketAddr = if addr.is_ipv6() {
@@ -194,8 +201,7 @@ impl Client {
                 .map_err(|e| transport(format!("no response: {e}")))?;
             let len = frame_len(header, self.max_frame)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let mut body = vec![0u8; len];
-            recv.read_exact(&mut body)
+            let body = read_body(&mut recv, len)
                 .await
                 .map_err(|e| transport(format!("truncated response: {e}")))?;
             decode_body::<Response>(&body).map_err(|e| ClientError::Protocol(e.to_string()))
@@ -324,11 +330,33 @@ impl Client {
         }
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely and waits (at most 2 s) until the server was told, so the connection
+    /// stops counting against the user's connection limit at once. Dropping a `Client` also closes the
+    /// connection, but a process that exits right after may never send the close: call this on every path.
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"bye");
-        self.endpoint.wait_idle().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Reads a frame body of `len` bytes, growing the buffer only as bytes arrive (an announced length alone
+/// costs nothing).
+pub(crate) async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Result<Vec<u8>, String> {
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < len {
+        let chunk = recv
+            .read_chunk(len - body.len(), true)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the stream ended after {} of {len} bytes", body.len()))?;
+        let need = body.len() + chunk.bytes.len();
+        if need > body.capacity() {
+            let cap = (body.capacity() * 2).max(need).max(4096).min(len);
+            body.reserve_exact(cap - body.len());
+        }
+        body.extend_from_slice(&chunk.bytes);
+    }
+    Ok(body)
 }
 
 pub(crate) fn unexpected(expected: &'static str, got: &Response) -> ClientError {

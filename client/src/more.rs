@@ -165,8 +165,7 @@ impl Client {
             }
             let len = frame_len(header, self.max_frame)
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let mut body = vec![0u8; len];
-            recv.read_exact(&mut body)
+            let body = crate::read_body(&mut recv, len)
                 .await
                 .map_err(|e| transport(format!("truncated event: {e}")))?;
             match decode_body::<Response>(&body)

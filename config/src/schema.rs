@@ -147,6 +147,8 @@ pub struct AuthSection {
     /// Login attempts allowed per client address within a minute (1..=100_000); raise it when many users
     /// share one address (NAT, a jump host).
     pub login_attempts_per_address: u32,
+    /// `register` requests allowed per client address within an hour (1..=10_000).
+    pub registrations_per_address: u32,
 }
 
 impl Default for AuthSection {
@@ -156,6 +158,7 @@ impl Default for AuthSection {
             allow_registration: false,
             login_attempts_per_user: 5,
             login_attempts_per_address: 20,
+            registrations_per_address: 5,
         }
     }
 }
@@ -190,6 +193,20 @@ pub struct LimitsSection {
     /// Largest answer the server produces, in bytes (65_536..=8_388_608, the clients' frame limit): a `jobs`
     /// page stops before it, and a job whose result could exceed it is refused at submission.
     pub max_response_bytes: u64,
+    /// Connections not yet authenticated (including handshakes in progress) the gateway holds at once; more
+    /// are refused before the handshake (1..=100_000).
+    pub max_unauthenticated_connections: u32,
+    /// Concurrent streams of a connection until it is authenticated (1..=10_000; at most
+    /// `max_streams_per_connection` apply).
+    pub max_unauthenticated_streams: u32,
+    /// Bytes of a frame read before its token must have checked out; also the largest frame without a token
+    /// (`login`, `register`) (1024..=268_435_456; at most `max_frame_bytes` apply).
+    pub max_unauthenticated_frame_bytes: u64,
+    /// A connection not authenticated within this many ms after its handshake is closed (100..=600_000).
+    pub unauthenticated_timeout_ms: u64,
+    /// A connection without any packet from the peer for this many ms is closed and stops counting
+    /// (1000..=600_000); the server sends keep-alives every third of it.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -207,6 +224,11 @@ impl Default for LimitsSection {
             max_shots_per_job: 10_000_000,
             max_job_duration_s: 86_400,
             max_response_bytes: 8 * 1024 * 1024,
+            max_unauthenticated_connections: 128,
+            max_unauthenticated_streams: 4,
+            max_unauthenticated_frame_bytes: 64 * 1024,
+            unauthenticated_timeout_ms: 10_000,
+            idle_timeout_ms: 6_000,
         }
     }
 }

@@ -175,6 +175,37 @@ impl Config {
                 ),
             );
         }
+        v.range(
+            "limits.max_unauthenticated_connections",
+            l.max_unauthenticated_connections,
+            1,
+            100_000,
+        );
+        v.range(
+            "limits.max_unauthenticated_streams",
+            l.max_unauthenticated_streams,
+            1,
+            10_000,
+        );
+        v.range(
+            "limits.max_unauthenticated_frame_bytes",
+            l.max_unauthenticated_frame_bytes,
+            1024,
+            268_435_456,
+        );
+        v.range(
+            "limits.unauthenticated_timeout_ms",
+            l.unauthenticated_timeout_ms,
+            100,
+            600_000,
+        );
+        v.range("limits.idle_timeout_ms", l.idle_timeout_ms, 1000, 600_000);
+        v.range(
+            "auth.registrations_per_address",
+            self.auth.registrations_per_address,
+            1,
+            10_000,
+        );
         v.at_least("supervision.period_ms", self.supervision.period_ms, 1);
         v.range("recovery.max_attempts", self.recovery.max_attempts, 1, 100);
         v.range(

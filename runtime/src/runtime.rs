@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
+use shotline_actors::gateway::binding::{
+    unauthenticated_receive_window, Grant, AUTHENTICATED_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW,
+};
 use shotline_actors::gateway::stream::StreamLimits;
 use shotline_actors::gateway::GatewayArgs;
 use shotline_actors::root::{FailureSlot, RootActor, RootArgs, RootMsg};
@@ -121,6 +124,10 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))??;
         shotline_tls::ensure_ring_provider();
+        let unauthenticated_frame = config
+            .limits
+            .max_unauthenticated_frame_bytes
+            .min(config.limits.max_frame_bytes);
         let gateway_parts = if options.gateway {
             let identity = match config.tls.mode {
                 TlsMode::SelfSigned => {
@@ -142,9 +149,16 @@ impl Runtime {
                 &identity,
                 &ServerOptions {
                     alpn: vec![shotline_protocol::wire::ALPN.to_vec()],
-                    max_concurrent_bidi_streams: config.limits.max_streams_per_connection,
-                    idle_timeout_ms: 60_000,
-                    keep_alive_ms: None,
+                    // Every connection starts unauthenticated; the gateway raises both limits when it
+                    // authenticates (shotline_actors::gateway::binding).
+                    max_concurrent_bidi_streams: config
+                        .limits
+                        .max_unauthenticated_streams
+                        .min(config.limits.max_streams_per_connection),
+                    idle_timeout_ms: config.limits.idle_timeout_ms,
+                    keep_alive_ms: Some((config.limits.idle_timeout_ms / 3).max(1)),
+                    receive_window: Some(unauthenticated_receive_window(unauthenticated_frame)),
+                    stream_receive_window: Some(STREAM_RECEIVE_WINDOW),
                 },
             )?;
             Some((server_config, identity.fingerprint))
@@ -162,7 +176,16 @@ impl Runtime {
             limits: StreamLimits {
                 max_connections_per_user: config.limits.max_connections_per_user,
                 max_frame: config.limits.max_frame_bytes as usize,
+                max_unauthenticated_frame: unauthenticated_frame as usize,
                 request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+                max_unauthenticated_connections: config.limits.max_unauthenticated_connections,
+                unauthenticated_timeout: Duration::from_millis(
+                    config.limits.unauthenticated_timeout_ms,
+                ),
+                grant: Grant {
+                    max_streams: config.limits.max_streams_per_connection,
+                    receive_window: AUTHENTICATED_RECEIVE_WINDOW,
+                },
             },
         });
         let has_gateway = gateway.is_some();

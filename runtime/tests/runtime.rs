@@ -19,6 +19,8 @@ mod faults;
 mod limits;
 #[path = "runtime/files.rs"]
 mod files;
+#[path = "runtime/hostile.rs"]
+mod hostile;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]

@@ -17,6 +17,27 @@ pub struct ServerOptions {
     pub idle_timeout_ms: u64,
     /// Send keep-alive packets at this interval (milliseconds, < `idle_timeout_ms`), if set.
     pub keep_alive_ms: Option<u64>,
+    /// Bytes a peer may have in flight on one connection across all its streams before it must wait for the
+    /// server to read (quinn buffers at most this much per connection). The gateway starts every connection
+    /// with this and raises it once the connection is authenticated (`quinn::Connection::set_receive_window`).
+    /// `None`: quinn's default (unbounded across streams).
+    pub receive_window: Option<u64>,
+    /// Bytes a peer may have in flight on one stream. `None`: quinn's default (1.25 MB).
+    pub stream_receive_window: Option<u64>,
+}
+
+/// Bytes of not-yet-accepted connections (e.g. 0-RTT data) quinn buffers per connection attempt and in all.
+const INCOMING_BUFFER: u64 = 64 * 1024;
+const INCOMING_BUFFER_TOTAL: u64 = 4 * 1024 * 1024;
+
+fn window(field: &str, value: u64) -> Result<quinn::VarInt, TlsError> {
+    if value == 0 {
+        return Err(TlsError::Config(format!(
+            "{field}: must be greater than 0 (got 0)"
+        )));
+    }
+    quinn::VarInt::from_u64(value)
+        .map_err(|_| TlsError::Config(format!("{field}: {value} is too large (limit 2^62 - 1)")))
 }
 
 /// The ring crypto provider, the only one this crate ever uses.
@@ -35,7 +56,8 @@ pub fn ensure_ring_provider() {
 }
 
 /// Builds the quinn server config: TLS 1.3 only, ring only, no client certificates, the given
-/// ALPN list, `max_concurrent_bidi_streams` bidirectional and zero unidirectional streams.
+/// ALPN list, `max_concurrent_bidi_streams` bidirectional and zero unidirectional streams, the given
+/// receive windows, and small buffers for connection attempts not yet accepted.
 pub fn server_config(
     id: &ServerIdentity,
     opts: &ServerOptions,
@@ -49,6 +71,12 @@ pub fn server_config(
     let mut transport = transport(opts.idle_timeout_ms, opts.keep_alive_ms)?;
     transport
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(opts.max_concurrent_bidi_streams));
+    if let Some(w) = opts.receive_window {
+        transport.receive_window(window("receive_window", w)?);
+    }
+    if let Some(w) = opts.stream_receive_window {
+        transport.stream_receive_window(window("stream_receive_window", w)?);
+    }
 
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -66,6 +94,8 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(format!("QUIC server crypto: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(transport));
+    config.incoming_buffer_size(INCOMING_BUFFER);
+    config.incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
     Ok(config)
 }
 

@@ -21,6 +21,8 @@ fn server_opts() -> ServerOptions {
         max_concurrent_bidi_streams: 16,
         idle_timeout_ms: 30_000,
         keep_alive_ms: None,
+        receive_window: Some(1 << 20),
+        stream_receive_window: Some(1 << 20),
     }
 }
 

@@ -1,6 +1,7 @@
 //! A connection actor: a temporary child of the gateway that serves one QUIC connection, one task per
 //! bidirectional stream (quinn bounds how many are open at once). Its failures never count toward the
-//! restart intensity of the tree: the gateway only logs them.
+//! restart intensity of the tree: the gateway only logs them. A connection not authenticated within
+//! `limits.unauthenticated_timeout_ms` is closed.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use super::stream::{self, ConnectionBinding, ConnectionCounts, StreamContext, StreamLimits};
 use crate::service::Service;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Start arguments.
 pub struct ConnectionArgs {
@@ -19,6 +21,8 @@ pub struct ConnectionArgs {
     pub limits: StreamLimits,
     /// Connections per user, shared by the gateway.
     pub counts: Arc<ConnectionCounts>,
+    /// The gateway's unauthenticated-connection slot this connection holds until it authenticates.
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Messages of a connection actor.
@@ -40,22 +44,43 @@ impl Actor for ConnectionActor {
         myself: ActorRef<Self::Msg>,
         args: ConnectionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let connection = args.connection;
+        let limits = args.limits;
         let cx = StreamContext {
             service: args.service.clone(),
-            limits: args.limits,
-            peer: args.connection.remote_address(),
-            binding: Arc::new(ConnectionBinding::new(
+            limits,
+            peer: connection.remote_address(),
+            binding: Arc::new(ConnectionBinding::for_connection(
                 args.counts.clone(),
-                args.limits.max_connections_per_user,
+                limits.max_connections_per_user,
+                Some(connection.clone()),
+                args.slot,
+                limits.grant,
             )),
         };
         let task = tokio::spawn(async move {
+            let deadline = tokio::time::sleep(limits.unauthenticated_timeout);
+            tokio::pin!(deadline);
+            let mut armed = true;
             let reason = loop {
-                match args.connection.accept_bi().await {
-                    Ok((send, recv)) => {
-                        tokio::spawn(stream::serve(cx.clone(), send, recv));
+                tokio::select! {
+                    accepted = connection.accept_bi() => match accepted {
+                        Ok((send, recv)) => {
+                            tokio::spawn(stream::serve(cx.clone(), send, recv));
+                        }
+                        Err(e) => break e.to_string(),
+                    },
+                    _ = &mut deadline, if armed => {
+                        armed = false;
+                        if !cx.binding.is_authenticated() {
+                            let ms = limits.unauthenticated_timeout.as_millis();
+                            connection.close(
+                                1u32.into(),
+                                format!("not authenticated within {ms} ms (limits.unauthenticated_timeout_ms)")
+                                    .as_bytes(),
+                            );
+                        }
                     }
-                    Err(e) => break e.to_string(),
                 }
             };
             let _ = myself.cast(ConnectionMsg::Closed(reason));

@@ -1,7 +1,9 @@
 //! The gateway: the QUIC listener (quinn, TLS 1.3 with the ring provider, ALPN `shotline/1`). Each accepted
 //! connection becomes a temporary child actor; their failures are logged, never escalated.
 
+pub mod binding;
 pub mod connection;
+mod peek;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -57,8 +59,28 @@ impl Actor for GatewayActor {
         tracing::info!(%local, "gateway listening");
         let ep = endpoint.clone();
         let cell = myself.get_cell();
+        // Connections not yet authenticated (handshakes included) hold one of these slots.
+        let unauthenticated = Arc::new(tokio::sync::Semaphore::new(
+            args.limits.max_unauthenticated_connections as usize,
+        ));
         let accept = tokio::spawn(async move {
+            let mut refused: u64 = 0;
+            let mut last_warning: Option<std::time::Instant> = None;
             while let Some(incoming) = ep.accept().await {
+                let Ok(slot) = unauthenticated.clone().try_acquire_owned() else {
+                    // Refused before the handshake: costs one packet, holds nothing.
+                    incoming.refuse();
+                    refused += 1;
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_warning = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            refused,
+                            limit = args.limits.max_unauthenticated_connections,
+                            "refusing connections: too many not yet authenticated (limits.max_unauthenticated_connections)"
+                        );
+                    }
+                    continue;
+                };
                 let (service, limits, cell) = (args.service.clone(), args.limits, cell.clone());
                 let counts = args.counts.clone();
                 tokio::spawn(async move {
@@ -80,6 +102,7 @@ impl Actor for GatewayActor {
                             service,
                             limits,
                             counts,
+                            slot: Some(slot),
                         },
                         cell,
                     )

@@ -2,7 +2,6 @@
 //! time), dispatch it to the service, write the response frame(s), finish the stream. A `watch` request gets
 //! one `event` frame per status change or progress until the job is terminal.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,8 @@ use shotline_protocol::wire::{
 use shotline_store::UserRecord;
 use tokio::sync::broadcast::error::RecvError;
 
+pub use super::binding::{ConnectionBinding, ConnectionCounts, Grant};
+use super::peek::{self, Peek};
 use crate::error::ServiceError;
 use crate::service::jobs::JobQuery;
 use crate::service::{Service, SubmitOptions};
@@ -24,70 +25,18 @@ use crate::service::{Service, SubmitOptions};
 pub struct StreamLimits {
     /// Largest frame accepted.
     pub max_frame: usize,
+    /// Bytes of a frame read before its token must have checked out (and the largest frame without a token).
+    pub max_unauthenticated_frame: usize,
     /// Time allowed to receive the whole request.
     pub request_timeout: Duration,
     /// Connections one user may hold at once.
     pub max_connections_per_user: u32,
-}
-
-/// Which user each connection belongs to, to bound connections per user.
-#[derive(Debug, Default)]
-pub struct ConnectionCounts {
-    per_user: parking_lot::Mutex<HashMap<i64, u32>>,
-}
-
-/// The user a connection is bound to (at its first authenticated request); released when dropped.
-#[derive(Debug)]
-pub struct ConnectionBinding {
-    counts: Arc<ConnectionCounts>,
-    user: parking_lot::Mutex<Option<i64>>,
-    limit: u32,
-}
-
-impl ConnectionBinding {
-    /// A binding for a new connection.
-    pub fn new(counts: Arc<ConnectionCounts>, limit: u32) -> Self {
-        Self {
-            counts,
-            user: parking_lot::Mutex::new(None),
-            limit,
-        }
-    }
-
-    fn bind(&self, user: &UserRecord) -> Result<(), ServiceError> {
-        let mut bound = self.user.lock();
-        if bound.is_some() {
-            return Ok(());
-        }
-        let mut counts = self.counts.per_user.lock();
-        let n = counts.entry(user.id).or_insert(0);
-        if *n >= self.limit {
-            return Err(ServiceError::new(
-                codes::LIMIT_EXCEEDED,
-                format!(
-                    "user {} already has {} connections open; the limit is {} (limits.max_connections_per_user)",
-                    user.name, n, self.limit
-                ),
-            ));
-        }
-        *n += 1;
-        *bound = Some(user.id);
-        Ok(())
-    }
-}
-
-impl Drop for ConnectionBinding {
-    fn drop(&mut self) {
-        if let Some(uid) = *self.user.lock() {
-            let mut counts = self.counts.per_user.lock();
-            if let Some(n) = counts.get_mut(&uid) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&uid);
-                }
-            }
-        }
-    }
+    /// Connections not yet authenticated the gateway holds at once.
+    pub max_unauthenticated_connections: u32,
+    /// Time a connection has to authenticate.
+    pub unauthenticated_timeout: Duration,
+    /// What an authenticated connection gets (streams, receive window).
+    pub grant: Grant,
 }
 
 /// Everything a stream needs to know about its connection.
@@ -113,7 +62,50 @@ fn from_service(e: ServiceError) -> Response {
     Response::Error { error: e.to_body() }
 }
 
-async fn read_request(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, Response> {
+/// Reads from `recv` until `body` holds `target` bytes, growing it only as bytes arrive (never to more than
+/// twice what arrived, never beyond `target`): an announced length alone costs nothing.
+async fn read_into(
+    recv: &mut RecvStream,
+    body: &mut Vec<u8>,
+    target: usize,
+    announced: usize,
+) -> Result<(), Response> {
+    while body.len() < target {
+        let chunk = recv
+            .read_chunk(target - body.len(), true)
+            .await
+            .map_err(|e| {
+                error(
+                    codes::MALFORMED_REQUEST,
+                    format!(
+                        "the frame announced {announced} bytes but reading failed after {}: {e}",
+                        body.len()
+                    ),
+                )
+            })?
+            .ok_or_else(|| {
+                error(
+                    codes::MALFORMED_REQUEST,
+                    format!(
+                        "the frame announced {announced} bytes but the stream ended after {}",
+                        body.len()
+                    ),
+                )
+            })?;
+        let need = body.len() + chunk.bytes.len();
+        if need > body.capacity() {
+            let cap = (body.capacity() * 2).max(need).max(4096).min(target);
+            body.reserve_exact(cap - body.len());
+        }
+        body.extend_from_slice(&chunk.bytes);
+    }
+    Ok(())
+}
+
+/// Reads one request frame. A body larger than `max_unauthenticated_frame` is read further only after the
+/// `token` found in its first `max_unauthenticated_frame` bytes has checked out (and bound the connection):
+/// a peer without a valid token never makes the server hold more than that per stream.
+async fn read_request(cx: &StreamContext, recv: &mut RecvStream) -> Result<Vec<u8>, Response> {
     let mut header = [0u8; 4];
     recv.read_exact(&mut header).await.map_err(|e| {
         error(
@@ -121,17 +113,28 @@ async fn read_request(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, Resp
             format!("could not read the 4-byte frame header: {e}"),
         )
     })?;
-    let len = frame_len(header, max).map_err(|e| match e {
+    let len = frame_len(header, cx.limits.max_frame).map_err(|e| match e {
         FrameError::TooLarge { .. } => error(codes::FRAME_TOO_LARGE, e.to_string()),
         other => error(codes::MALFORMED_REQUEST, other.to_string()),
     })?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(|e| {
-        error(
-            codes::MALFORMED_REQUEST,
-            format!("the frame announced {len} bytes but the stream ended early: {e}"),
-        )
-    })?;
+    let small = cx.limits.max_unauthenticated_frame;
+    let mut body = Vec::new();
+    if len > small {
+        read_into(recv, &mut body, small, len).await?;
+        let token = match peek::token(&body) {
+            Peek::Token(t) => t,
+            Peek::Absent | Peek::Truncated => {
+                return Err(error(
+                    codes::FRAME_TOO_LARGE,
+                    format!(
+                        "a frame of {len} bytes must carry a valid `token` within its first {small} bytes (limits.max_unauthenticated_frame_bytes); put `token` before `job`, or send a smaller frame"
+                    ),
+                ))
+            }
+        };
+        user(cx, &token).await.map_err(from_service)?;
+    }
+    read_into(recv, &mut body, len, len).await?;
     Ok(body)
 }
 
@@ -154,24 +157,23 @@ async fn finish(mut send: SendStream) {
 
 /// Serves one stream to completion.
 pub async fn serve(cx: StreamContext, mut send: SendStream, mut recv: RecvStream) {
-    let request = match tokio::time::timeout(
-        cx.limits.request_timeout,
-        read_request(&mut recv, cx.limits.max_frame),
-    )
-    .await
-    {
-        Err(_) => Err(error(
-            codes::MALFORMED_REQUEST,
-            format!(
-                "the request was not received within {} ms",
-                cx.limits.request_timeout.as_millis()
-            ),
-        )),
-        Ok(Err(r)) => Err(r),
-        Ok(Ok(body)) => {
-            decode_request(&body).map_err(|e| error(codes::MALFORMED_REQUEST, e.to_string()))
-        }
-    };
+    let request =
+        match tokio::time::timeout(cx.limits.request_timeout, read_request(&cx, &mut recv)).await {
+            Err(_) => Err(error(
+                codes::MALFORMED_REQUEST,
+                format!(
+                    "the request was not received within {} ms",
+                    cx.limits.request_timeout.as_millis()
+                ),
+            )),
+            Ok(Err(r)) => Err(r),
+            Ok(Ok(body)) => {
+                decode_request(&body).map_err(|e| error(codes::MALFORMED_REQUEST, e.to_string()))
+            }
+        };
+    // Whatever else the peer sends on this stream is not wanted: quinn drops it instead of buffering it.
+    let _ = recv.stop(0u32.into());
+    drop(recv);
     match request {
         Err(r) => {
             if write(&mut send, &r).await {
@@ -207,6 +209,13 @@ pub async fn dispatch(cx: &StreamContext, req: Request) -> Response {
         Ok::<Response, ServiceError>(match req {
             Request::Login { user, password } => {
                 let l = service.login(&user, &password, Some(cx.peer.ip())).await?;
+                // A successful login authenticates the connection (unless its user is at the connection
+                // limit: the login still succeeds, the connection stays unauthenticated).
+                if !cx.binding.is_authenticated() {
+                    if let Ok(u) = service.authenticate(&l.token).await {
+                        let _ = cx.binding.bind(&u);
+                    }
+                }
                 Response::LoggedIn {
                     token: l.token,
                     user: l.user,
@@ -214,7 +223,9 @@ pub async fn dispatch(cx: &StreamContext, req: Request) -> Response {
                 }
             }
             Request::Register { user, password } => {
-                let u = service.register(&user, &password).await?;
+                let u = service
+                    .register(&user, &password, Some(cx.peer.ip()))
+                    .await?;
                 Response::Registered { user: u.name }
             }
             Request::Logout { token } => {
@@ -341,7 +352,9 @@ pub async fn dispatch(cx: &StreamContext, req: Request) -> Response {
 }
 
 /// Pushes the job's current status, then every event of the job, until a terminal status. Returns whether
-/// the stream was finished normally.
+/// the stream was finished normally. Statuses and progress come from the shared event bus; shots (with
+/// `shots: true`) from this watcher's own bounded channel, so a slow shot watcher only misses its own shots.
+/// Ends at once when the connection is lost.
 async fn watch(
     cx: &StreamContext,
     send: &mut SendStream,
@@ -352,7 +365,7 @@ async fn watch(
     let service = &cx.service;
     // Subscribe before reading the status, so no change between the two is missed.
     let mut events = service.ctx().subscribe();
-    let _shot_watch = shots.then(|| service.ctx().watch_shots(job_id));
+    let mut shot_watch = shots.then(|| service.ctx().watch_shots(job_id));
     let first = async {
         let u = user(cx, token).await?;
         let s = service.status(&u, job_id).await?;
@@ -375,28 +388,61 @@ async fn watch(
     {
         return false;
     }
-    while !last.status.is_terminal() {
-        let event = match events.recv().await {
-            Ok(ev) if ev.job_id() == job_id => ev,
-            Ok(_) => continue,
-            Err(RecvError::Lagged(_)) => {
-                // Too far behind: the status in the store is the truth.
-                match service.status(&u, job_id).await {
-                    Ok(s) if s != last => JobEvent::Status { status: s },
-                    Ok(_) => continue,
-                    Err(e) => return write(send, &from_service(e)).await,
-                }
+    let connection = cx.binding.connection().cloned();
+    let closed = async move {
+        match connection {
+            Some(c) => {
+                c.closed().await;
             }
-            Err(RecvError::Closed) => return false,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(closed);
+    while !last.status.is_terminal() {
+        let next_shot = async {
+            match shot_watch.as_mut() {
+                Some(w) => w.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            _ = &mut closed => return false,
+            Some(shot) = next_shot => shot,
+            received = events.recv() => match received {
+                Ok(ev) if ev.job_id() == job_id && !matches!(ev, JobEvent::Shot { .. }) => ev,
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {
+                    // Too far behind: the status in the store is the truth.
+                    match service.status(&u, job_id).await {
+                        Ok(s) if s != last => JobEvent::Status { status: s },
+                        Ok(_) => continue,
+                        Err(e) => return write(send, &from_service(e)).await,
+                    }
+                }
+                Err(RecvError::Closed) => return false,
+            },
         };
         if let JobEvent::Status { status } = &event {
             if *status == last {
                 continue;
             }
             last = status.clone();
+            // Shots are published before the status that ends their run: deliver those already waiting first.
+            if let Some(w) = shot_watch.as_mut() {
+                while let Some(shot) = w.try_recv() {
+                    if !write(send, &Response::Event { event: shot }).await {
+                        return false;
+                    }
+                }
+            }
         }
         if !write(send, &Response::Event { event }).await {
             return false;
+        }
+    }
+    if let Some(w) = &shot_watch {
+        if w.dropped() > 0 {
+            tracing::info!(job = %job_id, dropped = w.dropped(), "a slow shot watcher missed shot events");
         }
     }
     let _ = send.finish();

@@ -31,13 +31,32 @@ impl Service {
         Ok(())
     }
 
-    /// Creates a non-admin account, if the configuration allows self-registration.
-    pub async fn register(&self, user: &str, password: &str) -> Result<UserRecord, ServiceError> {
+    /// Creates a non-admin account, if the configuration allows self-registration. Attempts are limited per
+    /// client address (`auth.registrations_per_address` per hour), counted before any other check.
+    pub async fn register(
+        &self,
+        user: &str,
+        password: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<UserRecord, ServiceError> {
         if !self.ctx.config().auth.allow_registration {
             return Err(ServiceError::new(
                 codes::FORBIDDEN,
                 "self-registration is disabled on this server (auth.allow_registration); ask an operator",
             ));
+        }
+        if let Some(addr) = peer {
+            let mut limiter = self.limiter.lock();
+            if let Err(wait) = limiter.register_attempt(addr, std::time::Instant::now()) {
+                return Err(ServiceError::new(
+                    codes::RATE_LIMITED,
+                    format!(
+                        "too many registrations from {addr}: the limit is {} per hour (auth.registrations_per_address); try again in {} s",
+                        limiter.registrations_limit(),
+                        wait.as_secs().max(1)
+                    ),
+                ));
+            }
         }
         self.add_user(user, password, false).await
     }

@@ -119,10 +119,13 @@ impl Service {
             hash_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-            limiter: std::sync::Arc::new(parking_lot::Mutex::new(limits::LoginLimiter::new(
-                ctx.config().auth.login_attempts_per_user,
-                ctx.config().auth.login_attempts_per_address,
-            ))),
+            limiter: std::sync::Arc::new(parking_lot::Mutex::new(
+                limits::LoginLimiter::new(
+                    ctx.config().auth.login_attempts_per_user,
+                    ctx.config().auth.login_attempts_per_address,
+                )
+                .with_registrations(ctx.config().auth.registrations_per_address),
+            )),
         }
     }
 
@@ -152,6 +155,10 @@ impl Service {
         password: &str,
         peer: Option<std::net::IpAddr>,
     ) -> Result<LoggedIn, ServiceError> {
+        // Bounded before anything is counted or stored (the limiter keeps user names).
+        auth::check_user_name_len(user)
+            .and_then(|()| auth::check_password_len(password))
+            .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
         if let Err(wait) = self
             .limiter
             .lock()

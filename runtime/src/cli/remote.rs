@@ -43,35 +43,38 @@ pub async fn login(
         super::read_password(password_stdin, &format!("password for {user}@{server}: "))?;
     let trust = home.trust(ca.clone());
     let client = Client::connect(&server, &trust).await?;
-    let login = client.login(user, &password).await?;
-    let pinned = client.accept_first_use()?;
-    home.save_session(
-        &server,
-        Session {
-            user: login.user.clone(),
-            token: login.token.clone(),
-            expires_at: login.expires_at.clone(),
-            ca,
-        },
-    )?;
-    if args.json {
-        print_json(&json!({
-            "server": server, "user": login.user, "expires_at": login.expires_at,
-            "pinned_certificate": pinned,
-        }))?;
-    } else {
-        if let Some(fp) = &pinned {
-            eprintln!("pinned the certificate of {server}: {fp}");
-        } else if let Some(PinOutcome::Matched { fingerprint }) = client.pin_outcome() {
-            eprintln!("certificate of {server} matches the pin {fingerprint}");
+    closing(client, async |client| {
+        let login = client.login(user, &password).await?;
+        let pinned = client.accept_first_use()?;
+        home.save_session(
+            &server,
+            Session {
+                user: login.user.clone(),
+                token: login.token.clone(),
+                expires_at: login.expires_at.clone(),
+                ca,
+            },
+        )?;
+        if args.json {
+            print_json(&json!({
+                "server": server, "user": login.user, "expires_at": login.expires_at,
+                "pinned_certificate": pinned,
+            }))?;
+        } else {
+            if let Some(fp) = &pinned {
+                eprintln!("pinned the certificate of {server}: {fp}");
+            } else if let Some(PinOutcome::Matched { fingerprint }) = client.pin_outcome() {
+                eprintln!("certificate of {server} matches the pin {fingerprint}");
+            }
+            println!(
+                "logged in to {server} as {} (token expires {})",
+                login.user, login.expires_at
+            );
         }
-        println!(
-            "logged in to {server} as {} (token expires {})",
-            login.user, login.expires_at
-        );
-    }
-    client.close().await;
-    Ok(())
+
+        Ok(())
+    })
+    .await
 }
 
 async fn connect(args: &ClientArgs) -> anyhow::Result<(Client, Session)> {
@@ -82,97 +85,119 @@ async fn connect(args: &ClientArgs) -> anyhow::Result<(Client, Session)> {
     Ok((client, session))
 }
 
+/// Runs `f` on `client` and closes the connection whatever `f` returns: a command that fails must not leave
+/// its connection counting against the user's `limits.max_connections_per_user` on the server.
+async fn closing<T>(
+    client: Client,
+    f: impl AsyncFnOnce(&Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let r = f(&client).await;
+    client.close().await;
+    r
+}
+
+/// Connects with the stored session, runs `f`, and closes the connection on every path.
+async fn with_session<T>(
+    args: &ClientArgs,
+    f: impl AsyncFnOnce(&Client, &Session) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (client, session) = connect(args).await?;
+    closing(client, async |c| f(c, &session).await).await
+}
+
 /// Lists backends.
 pub async fn backends(args: &ClientArgs) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let list = client.backends(&session.token).await?;
-    if args.json {
-        print_json(&list)?;
-    } else {
-        for b in &list {
-            let state = if !b.status.operational {
-                "down"
-            } else if b.status.paused {
-                "paused"
-            } else {
-                "operational"
-            };
-            println!(
-                "{:<16} {:<12} {} pending  {}  ({}{})",
-                b.name,
-                state,
-                b.status.pending_jobs,
-                b.display_name,
-                b.version,
-                if b.simulator { ", simulator" } else { "" }
-            );
+    with_session(args, async |client, session| {
+        let list = client.backends(&session.token).await?;
+        if args.json {
+            print_json(&list)?;
+        } else {
+            for b in &list {
+                let state = if !b.status.operational {
+                    "down"
+                } else if b.status.paused {
+                    "paused"
+                } else {
+                    "operational"
+                };
+                println!(
+                    "{:<16} {:<12} {} pending  {}  ({}{})",
+                    b.name,
+                    state,
+                    b.status.pending_jobs,
+                    b.display_name,
+                    b.version,
+                    if b.simulator { ", simulator" } else { "" }
+                );
+            }
         }
-    }
-    client.close().await;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// One backend.
 pub async fn backend(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let (config, status) = client.backend(&session.token, name).await?;
-    if args.json {
-        print_json(&json!({ "config": config, "status": status }))?;
-    } else {
-        println!(
-            "{} — {} (version {})",
-            config.backend_name, config.display_name, config.backend_version
-        );
-        println!("  {}", config.description);
-        println!(
-            "  status: {}{}, {} pending{}",
-            if status.operational {
-                "operational"
-            } else {
-                "down"
-            },
-            if status.paused { " (paused)" } else { "" },
-            status.pending_jobs,
-            status
-                .running_execution
-                .map(|x| format!(", running execution {x}"))
-                .unwrap_or_default()
-        );
-        println!(
-            "  limits: {} wires, {} shots, {} experiments",
-            config.num_wires, config.max_shots, config.max_experiments
-        );
-        println!("  instructions:");
-        for i in &config.instructions {
-            let params: Vec<String> = i
-                .params
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{} in [{}, {}]{}",
-                        p.name,
-                        p.min,
-                        p.max,
-                        if p.integer { " (integer)" } else { "" }
-                    )
-                })
-                .collect();
+    with_session(args, async |client, session| {
+        let (config, status) = client.backend(&session.token, name).await?;
+        if args.json {
+            print_json(&json!({ "config": config, "status": status }))?;
+        } else {
             println!(
-                "    {:<8} {:?} {}",
-                i.name,
-                i.coupling_map,
-                params.join(", ")
+                "{} — {} (version {})",
+                config.backend_name, config.display_name, config.backend_version
             );
-        }
-        if !status.devices.is_empty() {
-            println!("  devices:");
-            for d in &status.devices {
-                println!("    {}", device_line(d));
+            println!("  {}", config.description);
+            println!(
+                "  status: {}{}, {} pending{}",
+                if status.operational {
+                    "operational"
+                } else {
+                    "down"
+                },
+                if status.paused { " (paused)" } else { "" },
+                status.pending_jobs,
+                status
+                    .running_execution
+                    .map(|x| format!(", running execution {x}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  limits: {} wires, {} shots, {} experiments",
+                config.num_wires, config.max_shots, config.max_experiments
+            );
+            println!("  instructions:");
+            for i in &config.instructions {
+                let params: Vec<String> = i
+                    .params
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} in [{}, {}]{}",
+                            p.name,
+                            p.min,
+                            p.max,
+                            if p.integer { " (integer)" } else { "" }
+                        )
+                    })
+                    .collect();
+                println!(
+                    "    {:<8} {:?} {}",
+                    i.name,
+                    i.coupling_map,
+                    params.join(", ")
+                );
+            }
+            if !status.devices.is_empty() {
+                println!("  devices:");
+                for d in &status.devices {
+                    println!("    {}", device_line(d));
+                }
             }
         }
-    }
-    client.close().await;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// One line per device: name, driver, state, the card's link for bridge devices, the last error.
@@ -218,34 +243,34 @@ pub async fn submit(
     options: SubmitOptions,
 ) -> anyhow::Result<()> {
     let job = read_job(file)?;
-    let (client, session) = connect(args).await?;
-    let submitted = client.submit(&session.token, backend, job, options).await?;
-    if !wait {
-        if args.json {
-            print_json(&json!({
-                "job_id": submitted.job_id, "status": submitted.status, "duplicate": submitted.duplicate,
-            }))?;
-        } else {
-            println!("{}", submitted.job_id);
+    with_session(args, async |client, session| {
+        let submitted = client.submit(&session.token, backend, job, options).await?;
+        if !wait {
+            if args.json {
+                print_json(&json!({
+                    "job_id": submitted.job_id, "status": submitted.status, "duplicate": submitted.duplicate,
+                }))?;
+            } else {
+                println!("{}", submitted.job_id);
+            }
+            return Ok(());
         }
-        client.close().await;
-        return Ok(());
-    }
-    eprintln!("submitted job {}", submitted.job_id);
-    let last = follow(&client, &session.token, &submitted.job_id, false).await?;
-    let result = client.result(&session.token, &submitted.job_id).await?;
-    print_json(&result)?;
-    client.close().await;
-    if last.status != JobStatus::Done {
-        bail!(
-            "job {} ended {}: {} {}",
-            last.job_id,
-            last.status,
-            last.detail,
-            last.error_message
-        );
-    }
-    Ok(())
+        eprintln!("submitted job {}", submitted.job_id);
+        let last = follow(client, &session.token, &submitted.job_id, false).await?;
+        let result = client.result(&session.token, &submitted.job_id).await?;
+        print_json(&result)?;
+        if last.status != JobStatus::Done {
+            bail!(
+                "job {} ended {}: {} {}",
+                last.job_id,
+                last.status,
+                last.detail,
+                last.error_message
+            );
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Follows a job through `watch`: a progress bar on a terminal, plain lines otherwise.
@@ -311,36 +336,38 @@ async fn follow(
 
 /// Follows a job until it is terminal.
 pub async fn watch(args: &ClientArgs, job_id: &str, shots: bool) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let last = follow(&client, &session.token, job_id, shots).await?;
-    if args.json {
-        print_json(&last)?;
-    } else {
-        println!(
-            "{} {} {} {}",
-            last.job_id, last.status, last.detail, last.error_message
-        );
-    }
-    client.close().await;
-    Ok(())
+    with_session(args, async |client, session| {
+        let last = follow(client, &session.token, job_id, shots).await?;
+        if args.json {
+            print_json(&last)?;
+        } else {
+            println!(
+                "{} {} {} {}",
+                last.job_id, last.status, last.detail, last.error_message
+            );
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Cancels a job.
 pub async fn cancel(args: &ClientArgs, job_id: &str) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let s = client.cancel(&session.token, job_id).await?;
-    if args.json {
-        print_json(&s)?;
-    } else if s.status == JobStatus::Cancelled {
-        println!("{} CANCELLED ({})", s.job_id, s.detail);
-    } else {
-        println!(
-            "{} is {}: it stops at the next shot boundary (shotline watch {} shows the end)",
-            s.job_id, s.status, s.job_id
-        );
-    }
-    client.close().await;
-    Ok(())
+    with_session(args, async |client, session| {
+        let s = client.cancel(&session.token, job_id).await?;
+        if args.json {
+            print_json(&s)?;
+        } else if s.status == JobStatus::Cancelled {
+            println!("{} CANCELLED ({})", s.job_id, s.detail);
+        } else {
+            println!(
+                "{} is {}: it stops at the next shot boundary (shotline watch {} shows the end)",
+                s.job_id, s.status, s.job_id
+            );
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Creates an account (self-registration), pinning the certificate like `login`.
@@ -352,9 +379,12 @@ pub async fn register(args: &ClientArgs, user: &str, password_stdin: bool) -> an
         &format!("new password for {user}@{server}: "),
     )?;
     let client = Client::connect(&server, &home.trust(None)).await?;
-    let name = client.register(user, &password).await?;
-    client.accept_first_use()?;
-    client.close().await;
+    let name = closing(client, async |client| {
+        let name = client.register(user, &password).await?;
+        client.accept_first_use()?;
+        Ok(name)
+    })
+    .await?;
     println!(
         "account {name} created on {server}; now `shotline login --server {server} --user {name}`"
     );
@@ -364,9 +394,10 @@ pub async fn register(args: &ClientArgs, user: &str, password_stdin: bool) -> an
 /// Logs out: revokes the token and forgets the session.
 pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
     let server = server(args)?;
-    let (client, session) = connect(args).await?;
-    let revoked = client.logout(&session.token).await;
-    client.close().await;
+    let revoked = with_session(args, async |client, session| {
+        Ok(client.logout(&session.token).await)
+    })
+    .await?;
     Home::locate()?.forget_session(&server)?;
     revoked?;
     println!("logged out of {server}");
@@ -375,87 +406,94 @@ pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
 
 /// Who am I.
 pub async fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let (user, admin) = client.whoami(&session.token).await?;
-    if args.json {
-        print_json(&json!({ "user": user, "is_admin": admin, "expires_at": session.expires_at }))?;
-    } else {
-        println!(
-            "{user}{} (token expires {})",
-            if admin { " (admin)" } else { "" },
-            session.expires_at
-        );
-    }
-    client.close().await;
-    Ok(())
+    with_session(args, async |client, session| {
+        let (user, admin) = client.whoami(&session.token).await?;
+        if args.json {
+            print_json(
+                &json!({ "user": user, "is_admin": admin, "expires_at": session.expires_at }),
+            )?;
+        } else {
+            println!(
+                "{user}{} (token expires {})",
+                if admin { " (admin)" } else { "" },
+                session.expires_at
+            );
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Lists jobs.
 pub async fn jobs(args: &ClientArgs, q: JobsQuery) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let (jobs, next) = client.jobs(&session.token, q).await?;
-    if args.json {
-        print_json(&json!({ "jobs": jobs, "next": next }))?;
-    } else {
-        for j in &jobs {
-            println!(
-                "{}  {:<9} {:<12} {:<10} {}  {}",
-                j.job_id, j.status, j.backend, j.user, j.submitted_at, j.detail
-            );
+    with_session(args, async |client, session| {
+        let (jobs, next) = client.jobs(&session.token, q).await?;
+        if args.json {
+            print_json(&json!({ "jobs": jobs, "next": next }))?;
+        } else {
+            for j in &jobs {
+                println!(
+                    "{}  {:<9} {:<12} {:<10} {}  {}",
+                    j.job_id, j.status, j.backend, j.user, j.submitted_at, j.detail
+                );
+            }
+            if let Some(n) = next {
+                println!("more: --after {n}");
+            }
         }
-        if let Some(n) = next {
-            println!("more: --after {n}");
-        }
-    }
-    client.close().await;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Operator actions: pause / resume a backend, emergency stop.
 pub async fn operator(args: &ClientArgs, action: &str, name: Option<&str>) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let message = match (action, name) {
-        ("pause", Some(n)) => client.pause_backend(&session.token, n).await?,
-        ("resume", Some(n)) => client.resume_backend(&session.token, n).await?,
-        ("estop", _) => client.estop(&session.token).await?,
-        (a, _) => {
-            bail!("unknown action {a}: use `backend pause NAME`, `backend resume NAME` or `estop`")
+    with_session(args, async |client, session| {
+        let message = match (action, name) {
+            ("pause", Some(n)) => client.pause_backend(&session.token, n).await?,
+            ("resume", Some(n)) => client.resume_backend(&session.token, n).await?,
+            ("estop", _) => client.estop(&session.token).await?,
+            (a, _) => {
+                bail!("unknown action {a}: use `backend pause NAME`, `backend resume NAME` or `estop`")
+            }
+        };
+        if args.json {
+            print_json(&json!({ "message": message }))?;
+        } else {
+            println!("{message}");
         }
-    };
-    if args.json {
-        print_json(&json!({ "message": message }))?;
-    } else {
-        println!("{message}");
-    }
-    client.close().await;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Prints a job's status.
 pub async fn status(args: &ClientArgs, job_id: &str) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let s = client.status(&session.token, job_id).await?;
-    if args.json {
-        print_json(&s)?;
-    } else {
-        print!("{} {}", s.job_id, s.status);
-        if !s.detail.is_empty() {
-            print!(" ({})", s.detail);
+    with_session(args, async |client, session| {
+        let s = client.status(&session.token, job_id).await?;
+        if args.json {
+            print_json(&s)?;
+        } else {
+            print!("{} {}", s.job_id, s.status);
+            if !s.detail.is_empty() {
+                print!(" ({})", s.detail);
+            }
+            if !s.error_message.is_empty() {
+                print!(": {}", s.error_message);
+            }
+            println!();
         }
-        if !s.error_message.is_empty() {
-            print!(": {}", s.error_message);
-        }
-        println!();
-    }
-    client.close().await;
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// Prints a job's result (always JSON: it is the result format).
 pub async fn result(args: &ClientArgs, job_id: &str) -> anyhow::Result<()> {
-    let (client, session) = connect(args).await?;
-    let r = client.result(&session.token, job_id).await?;
-    print_json(&r)?;
-    client.close().await;
-    Ok(())
+    with_session(args, async |client, session| {
+        let r = client.result(&session.token, job_id).await?;
+        print_json(&r)?;
+        Ok(())
+    })
+    .await
 }
