@@ -418,7 +418,46 @@ pub async fn operator(args: &ClientArgs, action: &str, name: Option<&str>) -> an
     let message = match (action, name) {
         ("pause", Some(n)) => client.pause_backend(&session.token, n).await?,
         ("resume", Some(n)) => client.resume_backend(&session.token, n).await?,
-        ("estop", _) => client.estop(&session.token).await?,
+        ("estop", _) => {
+            // Per backend and per device: safe or not, and why; non-zero exit unless every device is safe.
+            let report = client.estop_report(&session.token).await;
+            client.close().await;
+            let report = report?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                for b in &report.backends {
+                    match &b.error {
+                        Some(e) => println!("{}: DID NOT ANSWER: {e}", b.backend),
+                        None => println!(
+                            "{}: paused{}",
+                            b.backend,
+                            match (&b.job_id, b.job_settled) {
+                                (Some(j), true) => format!(", job {j} re-queued"),
+                                (Some(j), false) =>
+                                    format!(", job {j} stopping (re-queued at its shot boundary)"),
+                                (None, _) => String::new(),
+                            }
+                        ),
+                    }
+                    for d in &b.devices {
+                        match &d.reason {
+                            None if d.safe => println!("  {:<16} safe", d.device),
+                            r => println!(
+                                "  {:<16} NOT SAFE: {}",
+                                d.device,
+                                r.as_deref().unwrap_or("")
+                            ),
+                        }
+                    }
+                }
+                println!("{}", report.message);
+            }
+            if !report.all_safe {
+                bail!("emergency stop incomplete: not every device reached its safe state");
+            }
+            return Ok(());
+        }
         (a, _) => {
             bail!("unknown action {a}: use `backend pause NAME`, `backend resume NAME` or `estop`")
         }
