@@ -591,21 +591,37 @@ impl ProgramFailure {
     }
 }
 
-/// Brings every device of the backend to its safe state (transition to manual), logging failures.
+/// Brings every device of the backend to its safe state (transition to manual) through the sequencers, all
+/// at once; a device whose sequencer does not confirm is driven directly (on its own thread, never on this
+/// task), and failures are logged.
 pub async fn safe_state_all(env: &ExecEnv) {
     let timeout = env.ctx.call_timeout();
-    for seq in &env.sequencers {
-        let r = seq.call(SequencerMsg::SafeState, Some(timeout)).await;
-        if !matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-            tracing::error!(backend = %env.section.name, "a device did not confirm its safe state; forcing it directly");
-            for d in &env.devices {
-                if let Some(mut g) = d.try_lock_for(timeout) {
-                    let _ = g.safe_state();
-                }
-            }
-            return;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, seq) in env.sequencers.iter().enumerate() {
+        let seq = seq.clone();
+        tasks.spawn(async move {
+            let r = seq.call(SequencerMsg::SafeState, Some(timeout)).await;
+            (i, matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(())))))
+        });
+    }
+    let mut unconfirmed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok((_, true)) => {}
+            Ok((i, false)) => unconfirmed.push(i),
+            Err(_) => {}
         }
     }
+    if unconfirmed.is_empty() {
+        return;
+    }
+    tracing::error!(backend = %env.section.name, "a device did not confirm its safe state; forcing it directly");
+    let all = super::safety::named(&env.section, &env.devices);
+    let direct: Vec<_> = unconfirmed
+        .into_iter()
+        .filter_map(|i| all.get(i).cloned())
+        .collect();
+    super::safety::drive_safe(&env.section.name, &direct, timeout, timeout).await;
 }
 
 fn calibration_json(section: &BackendSection) -> String {
