@@ -1,8 +1,15 @@
 //! Acquisition: drains the shot clock's output rings at a bounded interval (never from inside a shot),
 //! forwards each shot record to analysis, and folds every event's lateness into a per-run histogram whose
 //! summary (p50, p99, p99.9, max, underflows) travels with the end-of-run report.
+//!
+//! Backpressure is kept end to end: at most [`ShotBacklog`]'s limit of shot records (the shot ring's
+//! capacity) wait in analysis's mailbox. When analysis is that far behind, acquisition stops draining the
+//! shot ring; the ring fills and the shot clock's overflow policy applies at the source, where lost shots are
+//! counted (`lost_shots`). Memory stays bounded by two rings' worth of records whatever analysis does.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -14,6 +21,67 @@ use crate::analysis::AnalysisMsg;
 
 /// How often the rings are drained.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The shot records handed to analysis and not yet analysed, shared by acquisition (adds) and analysis
+/// (removes), with the limit above which acquisition leaves records in the ring.
+#[derive(Debug, Clone)]
+pub struct ShotBacklog {
+    inner: Arc<BacklogInner>,
+}
+
+#[derive(Debug)]
+struct BacklogInner {
+    pending: AtomicUsize,
+    most: AtomicUsize,
+    limit: usize,
+}
+
+impl ShotBacklog {
+    /// A backlog that lets at most `limit` (at least 1) records wait in analysis's mailbox.
+    pub fn new(limit: usize) -> Self {
+        ShotBacklog {
+            inner: Arc::new(BacklogInner {
+                pending: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+                limit: limit.max(1),
+            }),
+        }
+    }
+
+    /// Whether another record may be handed to analysis now.
+    pub fn has_room(&self) -> bool {
+        self.inner.pending.load(Ordering::Acquire) < self.inner.limit
+    }
+
+    /// A record was handed to analysis.
+    pub fn added(&self) {
+        let now = self.inner.pending.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner.most.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Analysis took a record out of its mailbox.
+    pub fn taken(&self) {
+        let _ = self
+            .inner
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Records waiting now.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    /// The most records that ever waited at once.
+    pub fn most(&self) -> usize {
+        self.inner.most.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+}
 
 /// Messages of acquisition.
 pub enum AcquisitionMsg {
@@ -29,12 +97,15 @@ pub struct AcquisitionArgs {
     pub outputs: ClockOutputs,
     /// Where shot records go.
     pub analysis: ActorRef<AnalysisMsg>,
+    /// Records waiting in analysis's mailbox (shared with analysis).
+    pub backlog: ShotBacklog,
 }
 
 /// State of acquisition.
 pub struct Acquisition {
     outputs: ClockOutputs,
     analysis: ActorRef<AnalysisMsg>,
+    backlog: ShotBacklog,
     lateness: BTreeMap<u64, Histogram<u64>>,
 }
 
@@ -100,6 +171,7 @@ impl Actor for AcquisitionActor {
         Ok(Acquisition {
             outputs: args.outputs,
             analysis: args.analysis,
+            backlog: args.backlog,
             lateness: BTreeMap::new(),
         })
     }
@@ -116,9 +188,15 @@ impl Actor for AcquisitionActor {
             }
             AcquisitionMsg::Poll => {
                 state.drain_events();
-                while let Ok(report) = state.outputs.reports.pop() {
+                // Analysis behind by a ring's worth: leave the records in the ring (it fills, the clock
+                // counts what it cannot push) until analysis catches up.
+                while state.backlog.has_room() {
+                    let Ok(report) = state.outputs.reports.pop() else {
+                        break;
+                    };
                     match report {
                         ClockReport::Shot(record) => {
+                            state.backlog.added();
                             state.analysis.cast(AnalysisMsg::Shot(Box::new(record)))?;
                         }
                         ClockReport::Done(summary) => {
@@ -140,6 +218,23 @@ impl Actor for AcquisitionActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlog_refuses_past_its_limit_and_remembers_its_peak() {
+        let b = ShotBacklog::new(3);
+        for _ in 0..3 {
+            assert!(b.has_room());
+            b.added();
+        }
+        assert!(!b.has_room());
+        b.taken();
+        assert!(b.has_room());
+        assert_eq!((b.pending(), b.most(), b.limit()), (2, 3, 3));
+        for _ in 0..5 {
+            b.taken();
+        }
+        assert_eq!(b.pending(), 0, "never below zero");
+    }
 
     #[test]
     fn large_latenesses_are_kept_not_clamped() {

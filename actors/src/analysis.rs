@@ -9,7 +9,19 @@ use shotline_protocol::wire::{JobEvent, Progress};
 use shotline_protocol::TimingSummary;
 use tokio::sync::oneshot;
 
+use crate::acquisition::ShotBacklog;
 use crate::context::Ctx;
+
+/// Start arguments of analysis.
+pub struct AnalysisArgs {
+    /// Runtime context.
+    pub ctx: Ctx,
+    /// Shot records waiting in this actor's mailbox (shared with acquisition, which stops forwarding when
+    /// it is full).
+    pub backlog: ShotBacklog,
+    /// Fault injection: extra time spent on every shot, microseconds (0: none).
+    pub delay_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
 
 /// Everything an experiment produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,21 +143,25 @@ pub fn memory_of(record: &ShotRecord) -> Option<String> {
 pub struct Analysis {
     ctx: Ctx,
     runs: HashMap<u64, RunAcc>,
+    backlog: ShotBacklog,
+    delay_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Actor for AnalysisActor {
     type Msg = AnalysisMsg;
     type State = Analysis;
-    type Arguments = Ctx;
+    type Arguments = AnalysisArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        ctx: Ctx,
+        args: AnalysisArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(Analysis {
-            ctx,
+            ctx: args.ctx,
             runs: HashMap::new(),
+            backlog: args.backlog,
+            delay_us: args.delay_us,
         })
     }
 
@@ -155,7 +171,15 @@ impl Actor for AnalysisActor {
         msg: AnalysisMsg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let Analysis { ctx, runs } = state;
+        if let AnalysisMsg::Shot(_) = &msg {
+            // Out of the mailbox: acquisition may forward one more.
+            state.backlog.taken();
+            let delay = state.delay_us.load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
+            }
+        }
+        let Analysis { ctx, runs, .. } = state;
         match msg {
             AnalysisMsg::InjectPanic => panic!("injected fault: AnalysisMsg panics on request"),
             AnalysisMsg::Begin {

@@ -66,4 +66,29 @@ pub enum FaultSpec {
         /// How late.
         delay_ns: u64,
     },
+    /// The next execution of a backend panics at the start of its first experiment (job RUNNING, lock held).
+    ExecutionPanic {
+        /// Backend.
+        backend: String,
+    },
+    /// A backend's analysis takes this long for every shot (zero: back to normal): a slow consumer.
+    AnalysisDelay {
+        /// Backend.
+        backend: String,
+        /// Delay per shot, microseconds.
+        delay_us: u64,
+    },
+}
+
+impl FaultSpec {
+    /// The backend a fault is injected into (`None`: actors and the store, handled by the service).
+    pub fn backend(&self) -> Option<&str> {
+        match self {
+            FaultSpec::Device { backend, .. }
+            | FaultSpec::ClockDelay { backend, .. }
+            | FaultSpec::ExecutionPanic { backend }
+            | FaultSpec::AnalysisDelay { backend, .. } => Some(backend),
+            FaultSpec::Actor { .. } | FaultSpec::StoreCommitDelay { .. } => None,
+        }
+    }
 }

@@ -374,6 +374,7 @@ pub(crate) fn unexpected(expected: &'static str, got: &Response) -> ClientError 
         Response::Cancelled { .. } => "cancelled",
         Response::Event { .. } => "event",
         Response::Done { .. } => "done",
+        Response::Estopped(_) => "estopped",
         Response::Error { .. } => "error",
     };
     ClientError::Unexpected {

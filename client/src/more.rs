@@ -112,12 +112,26 @@ impl Client {
         .await
     }
 
-    /// Emergency stop of every backend (administrators).
+    /// Emergency stop of every backend (administrators); the report's one-line message.
     pub async fn estop(&self, token: &str) -> Result<String, ClientError> {
-        self.admin(Request::Estop {
-            token: token.to_string(),
-        })
-        .await
+        Ok(self.estop_report(token).await?.message)
+    }
+
+    /// Emergency stop of every backend (administrators): per backend and per device, whether the safe state
+    /// was reached.
+    pub async fn estop_report(
+        &self,
+        token: &str,
+    ) -> Result<shotline_protocol::wire::EstopReport, ClientError> {
+        match self
+            .request(&Request::Estop {
+                token: token.to_string(),
+            })
+            .await?
+        {
+            Response::Estopped(report) => Ok(report),
+            other => Err(unexpected("estopped", &other)),
+        }
     }
 
     /// Watches a job: `on_event` gets every pushed event (the first is the current status) until the job

@@ -355,11 +355,101 @@ pub enum Response {
         /// What was done.
         message: String,
     },
+    /// The answer to `estop`: what the emergency stop did, per backend and per device.
+    Estopped(EstopReport),
     /// The request failed.
     Error {
         /// What went wrong.
         error: ErrorBody,
     },
+}
+
+/// What an emergency stop did (`estop`): every backend was told at once; per backend and per device whether
+/// the safe state was reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EstopReport {
+    /// One line for people, naming what is not safe.
+    pub message: String,
+    /// Every backend answered and every device reached its safe state.
+    pub all_safe: bool,
+    /// One entry per configured backend, in configuration order.
+    pub backends: Vec<BackendEstop>,
+}
+
+/// What an emergency stop did on one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendEstop {
+    /// Backend name.
+    pub backend: String,
+    /// Whether the backend answered in time (false: `error` says why; nothing is known of its devices).
+    pub answered: bool,
+    /// Whether the backend is paused now.
+    pub paused: bool,
+    /// The job that was running, if any; it is re-queued once its shot clock reaches a shot boundary.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// Whether that job had left `RUNNING` (re-queued) before the answer.
+    #[serde(default)]
+    pub job_settled: bool,
+    /// Every device of the backend, in configuration order.
+    #[serde(default)]
+    pub devices: Vec<DeviceSafeState>,
+    /// Why the backend did not answer.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Whether one device reached its safe state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSafeState {
+    /// Device name (configuration).
+    pub device: String,
+    /// The device confirmed its safe state.
+    pub safe: bool,
+    /// Why not (busy past the deadline, refused, no answer).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl EstopReport {
+    /// Builds the report and its message from the backends' answers.
+    pub fn new(backends: Vec<BackendEstop>) -> Self {
+        let mut problems = Vec::new();
+        for b in &backends {
+            if !b.answered {
+                problems.push(format!(
+                    "backend {} did not answer ({})",
+                    b.backend,
+                    b.error.as_deref().unwrap_or("no reason")
+                ));
+            }
+            for d in b.devices.iter().filter(|d| !d.safe) {
+                problems.push(format!(
+                    "{}/{} NOT SAFE: {}",
+                    b.backend,
+                    d.device,
+                    d.reason.as_deref().unwrap_or("no reason")
+                ));
+            }
+        }
+        let all_safe = problems.is_empty();
+        let message = if all_safe {
+            format!(
+                "emergency stop: {} backend(s) stopped, every device in its safe state, running jobs re-queued, backends paused until resumed",
+                backends.len()
+            )
+        } else {
+            format!(
+                "emergency stop INCOMPLETE: {}; backends paused until resumed",
+                problems.join("; ")
+            )
+        };
+        EstopReport {
+            message,
+            all_safe,
+            backends,
+        }
+    }
 }
 
 /// A backend in the backend list.

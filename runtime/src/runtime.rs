@@ -264,7 +264,8 @@ impl Runtime {
     /// Emergency stop of every backend as the local user: running jobs stop at the next shot boundary and
     /// are re-queued, devices go to their safe state, backends stay paused (also across restarts) until
     /// resumed.
-    pub async fn estop(&self) -> Result<String, ServiceError> {
+    /// The report says, per backend and per device, whether the safe state was reached.
+    pub async fn estop(&self) -> Result<shotline_protocol::wire::EstopReport, ServiceError> {
         let user = self.local().await?.clone();
         self.service.estop(&user).await
     }

@@ -15,12 +15,12 @@ mod e2e;
 mod embedding;
 #[path = "runtime/faults.rs"]
 mod faults;
-#[path = "runtime/limits.rs"]
-mod limits;
 #[path = "runtime/files.rs"]
 mod files;
 #[path = "runtime/hostile.rs"]
 mod hostile;
+#[path = "runtime/limits.rs"]
+mod limits;
 #[path = "runtime/physics.rs"]
 mod physics;
 #[path = "runtime/remote.rs"]

@@ -28,7 +28,7 @@ use crate::context::{roles, Ctx, SOFTWARE_VERSION};
 use crate::lock_manager::LockMsg;
 use crate::persistence::Db;
 use crate::registry::RegistryMsg;
-use crate::sequencer::SequencerMsg;
+use crate::sequencer::{SequencerError, SequencerMsg};
 use crate::time::{utc_day, utc_now};
 
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
@@ -61,6 +61,8 @@ pub struct ExecEnv {
     pub analysis: ActorRef<AnalysisMsg>,
     /// The backend's shot clock.
     pub clock: Arc<parking_lot::Mutex<ClockControl>>,
+    /// Fault injection: the execution panics at the start of its next experiment.
+    pub panic_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How an execution ended.
@@ -85,8 +87,11 @@ pub enum ExecEnd {
         /// Why.
         reason: String,
     },
-    /// A device failed; `then` is what happened to the job (per `device_faults.action`).
+    /// A device failed (in a shot, while arming or while programming); `then` is what happened to the job
+    /// (per `device_faults.action`).
     DeviceFault {
+        /// The device.
+        device: String,
         /// The fault.
         reason: String,
         /// The backend must pause its queue.
@@ -106,6 +111,44 @@ pub enum ExecEnd {
         /// Execution id.
         execution_id: String,
     },
+    /// The execution task panicked: nothing of its job was settled; the backend settles it.
+    Panicked {
+        /// The panic message.
+        reason: String,
+    },
+    /// The execution task was killed (it did not stop in time, or its backend went away): the backend
+    /// settles its job.
+    Killed,
+}
+
+/// How an execution record is closed (`executions.outcome` in the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// Result committed.
+    Done,
+    /// Failed.
+    Error,
+    /// Cancelled by its owner.
+    Cancelled,
+    /// Stopped by a shutdown, pause, estop, restart, crash or panic.
+    Interrupted,
+}
+
+impl ExecOutcome {
+    /// The stored form, e.g. `INTERRUPTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecOutcome::Done => "DONE",
+            ExecOutcome::Error => "ERROR",
+            ExecOutcome::Cancelled => "CANCELLED",
+            ExecOutcome::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+/// The typed status of a stored job (`None`: a value no release writes).
+pub fn job_status(job: &shotline_store::JobRecord) -> Option<JobStatus> {
+    job.status.parse().ok()
 }
 
 /// The lock resource of a backend.
@@ -131,7 +174,7 @@ async fn job_seed(db: &Db, job_id: &str) -> Result<u64, String> {
 pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
     let id = job_id.clone();
     let job = match env.db.run(move |s| s.job(&id)).await {
-        Ok(Some(j)) if j.status == JobStatus::Queued.as_str() => j,
+        Ok(Some(j)) if job_status(&j) == Some(JobStatus::Queued) => j,
         Ok(_) => return ExecEnd::Skipped,
         Err(e) => {
             return ExecEnd::Deferred {
@@ -198,7 +241,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         .run(move |s| {
             // A cancel may have come between the offer and now: start only a job that is still queued.
             match s.job(&jid)? {
-                Some(j) if j.status == JobStatus::Queued.as_str() => {}
+                Some(j) if job_status(&j) == Some(JobStatus::Queued) => {}
                 _ => return Ok(false),
             }
             s.insert_execution(&record)?;
@@ -252,10 +295,10 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
             fail(&env, &job_id, Some(execution_id.clone()), reason).await
         }
         Err(PlayError::Abandoned) => ExecEnd::Skipped,
-        Err(PlayError::DeviceFault(reason)) => {
+        Err(PlayError::DeviceFault { device, reason }) => {
             // Every device is already in its safe state (above); the policy decides the job's fate.
             let policy = &env.section.device_faults;
-            tracing::error!(job = %job_id, %reason, "device fault");
+            tracing::error!(job = %job_id, %device, %reason, "device fault");
             let end = match policy.action {
                 DeviceFaultAction::Retry => {
                     let max = env.ctx.config().recovery.max_attempts;
@@ -263,7 +306,12 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
                     let r = env
                         .db
                         .run(move |s| {
-                            s.finish_execution(&xid, &utc_now(), "ERROR", Some(&why))?;
+                            s.finish_execution(
+                                &xid,
+                                &utc_now(),
+                                ExecOutcome::Error.as_str(),
+                                Some(&why),
+                            )?;
                             requeue_in_store(s, &jid, None, &format!("{why}; re-queued"), Some(max))
                         })
                         .await;
@@ -282,6 +330,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
                 }
             };
             ExecEnd::DeviceFault {
+                device,
                 reason,
                 pause_backend: policy.pause_backend,
                 then: Box::new(end),
@@ -299,7 +348,7 @@ enum PlayError {
     Stopped { shots_done: u64 },
     Abandoned,
     Failed(String),
-    DeviceFault(String),
+    DeviceFault { device: String, reason: String },
 }
 
 /// One experiment's outcome with the seed it used.
@@ -328,11 +377,12 @@ async fn play_all(
                 shots_done: done_before(&played),
             });
         }
+        if env.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("injected fault: the execution of job {job_id} panics on request");
+        }
         let timelines = compile(&env.section, experiment)
             .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
-        program_all(env, &timelines)
-            .await
-            .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
+        program_all(env, name, &timelines).await?;
         let seed = experiment.seed.unwrap_or(job_seed);
         let run_id = RUN_IDS.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -421,9 +471,12 @@ async fn play_all(
                 error,
             } => {
                 let when = shot.map(|s| format!("in shot {s}")).unwrap_or_else(|| "while arming".into());
-                return Err(PlayError::DeviceFault(format!(
-                    "{name}: device {device_name} failed {when}: {error}; {shots_done} shots completed"
-                )));
+                return Err(PlayError::DeviceFault {
+                    device: device_name.to_string(),
+                    reason: format!(
+                        "{name}: device {device_name} failed {when}: {error}; {shots_done} shots completed"
+                    ),
+                });
             }
             RunOutcome::Rejected(why) => {
                 return Err(PlayError::Failed(format!("{name}: run rejected: {why}")))
@@ -457,10 +510,14 @@ async fn play_all(
     Ok(played)
 }
 
+/// Programs every device in parallel through its sequencer. A device fault (the device failed, hung, was
+/// disconnected or did not answer) is a [`PlayError::DeviceFault`], so the backend's device-fault policy
+/// applies exactly as to a fault in a shot; a program the device refused is the job's fault.
 async fn program_all(
     env: &ExecEnv,
+    experiment: &str,
     timelines: &[shotline_hal::DeviceTimeline],
-) -> Result<(), String> {
+) -> Result<(), PlayError> {
     let timeout = env.ctx.call_timeout();
     let mut tasks = tokio::task::JoinSet::new();
     for (seq, tl) in env.sequencers.iter().zip(timelines) {
@@ -472,39 +529,97 @@ async fn program_all(
                 .await;
             match r {
                 Ok(ractor::rpc::CallResult::Success(Ok(_))) => Ok(()),
-                Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(format!("programming {e}")),
-                Ok(_) => Err(format!("device {device}: programming timed out")),
-                Err(e) => Err(format!("device {device}: sequencer unavailable: {e}")),
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                    Err((device, ProgramFailure::Sequencer(e)))
+                }
+                Ok(_) => Err((device, ProgramFailure::NoAnswer(timeout))),
+                Err(e) => Err((device, ProgramFailure::Unavailable(e.to_string()))),
             }
         });
     }
-    let mut first_error = None;
+    let mut first_error: Option<PlayError> = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r
-            .map_err(|e| format!("programming task failed: {e}"))
-            .and_then(|x| x);
-        if let Err(e) = r {
-            first_error.get_or_insert(e);
+        let err = match r {
+            Ok(Ok(())) => continue,
+            Ok(Err((device, failure))) => failure.into_play_error(experiment, device),
+            Err(e) => PlayError::Failed(format!("{experiment}: programming task failed: {e}")),
+        };
+        // A device fault wins over other errors: its policy (e.g. pausing the backend) must apply.
+        match (&first_error, &err) {
+            (None, _) | (Some(PlayError::Failed(_)), PlayError::DeviceFault { .. }) => {
+                first_error = Some(err)
+            }
+            _ => {}
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-/// Brings every device of the backend to its safe state (transition to manual), logging failures.
-pub async fn safe_state_all(env: &ExecEnv) {
-    let timeout = env.ctx.call_timeout();
-    for seq in &env.sequencers {
-        let r = seq.call(SequencerMsg::SafeState, Some(timeout)).await;
-        if !matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-            tracing::error!(backend = %env.section.name, "a device did not confirm its safe state; forcing it directly");
-            for d in &env.devices {
-                if let Some(mut g) = d.try_lock_for(timeout) {
-                    let _ = g.safe_state();
-                }
+/// Why a device could not be programmed.
+enum ProgramFailure {
+    /// The sequencer answered with this error.
+    Sequencer(SequencerError),
+    /// The sequencer did not answer within the call timeout (its device hangs).
+    NoAnswer(Duration),
+    /// The sequencer is gone (its backend is restarting).
+    Unavailable(String),
+}
+
+impl ProgramFailure {
+    fn into_play_error(self, experiment: &str, device: String) -> PlayError {
+        match self {
+            ProgramFailure::Sequencer(e) if e.is_device_fault() => PlayError::DeviceFault {
+                reason: format!("{experiment}: device {device} failed while programming: {e}"),
+                device,
+            },
+            ProgramFailure::Sequencer(e) => {
+                PlayError::Failed(format!("{experiment}: programming {e}"))
             }
-            return;
+            ProgramFailure::NoAnswer(t) => PlayError::DeviceFault {
+                reason: format!(
+                    "{experiment}: device {device} failed while programming: no answer within {} ms",
+                    t.as_millis()
+                ),
+                device,
+            },
+            ProgramFailure::Unavailable(e) => PlayError::Failed(format!(
+                "{experiment}: device {device}: sequencer unavailable: {e}"
+            )),
         }
     }
+}
+
+/// Brings every device of the backend to its safe state (transition to manual) through the sequencers, all
+/// at once; a device whose sequencer does not confirm is driven directly (on its own thread, never on this
+/// task), and failures are logged.
+pub async fn safe_state_all(env: &ExecEnv) {
+    let timeout = env.ctx.call_timeout();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, seq) in env.sequencers.iter().enumerate() {
+        let seq = seq.clone();
+        tasks.spawn(async move {
+            let r = seq.call(SequencerMsg::SafeState, Some(timeout)).await;
+            (i, matches!(r, Ok(ractor::rpc::CallResult::Success(Ok(())))))
+        });
+    }
+    let mut unconfirmed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok((_, true)) => {}
+            Ok((i, false)) => unconfirmed.push(i),
+            Err(_) => {}
+        }
+    }
+    if unconfirmed.is_empty() {
+        return;
+    }
+    tracing::error!(backend = %env.section.name, "a device did not confirm its safe state; forcing it directly");
+    let all = super::safety::named(&env.section, &env.devices);
+    let direct: Vec<_> = unconfirmed
+        .into_iter()
+        .filter_map(|i| all.get(i).cloned())
+        .collect();
+    super::safety::drive_safe(&env.section.name, &direct, timeout, timeout).await;
 }
 
 fn calibration_json(section: &BackendSection) -> String {
@@ -601,7 +716,7 @@ async fn commit_done(
             // re-queued or failed the job meanwhile).
             match (s.job(&jid)?, s.execution(&xid)?) {
                 (Some(j), Some(e))
-                    if j.status == JobStatus::Running.as_str() && e.ended_at.is_none() => {}
+                    if job_status(&j) == Some(JobStatus::Running) && e.ended_at.is_none() => {}
                 _ => return Ok(false),
             }
             let now = utc_now();
@@ -609,7 +724,7 @@ async fn commit_done(
                 s.insert_shot_data(row)?;
             }
             s.put_result(&jid, &xid, &body, &now)?;
-            s.finish_execution(&xid, &now, "DONE", None)?;
+            s.finish_execution(&xid, &now, ExecOutcome::Done.as_str(), None)?;
             s.set_job_status(
                 &jid,
                 JobStatus::Done.as_str(),
@@ -662,10 +777,12 @@ pub async fn fail(
         .run(move |s| {
             let now = utc_now();
             if let Some(x) = &xid {
-                s.finish_execution(x, &now, "ERROR", Some(&why))?;
+                s.finish_execution(x, &now, ExecOutcome::Error.as_str(), Some(&why))?;
             }
             match s.job(&jid)? {
-                Some(j) if j.status == "RUNNING" || j.status == "QUEUED" => {
+                Some(j)
+                    if matches!(job_status(&j), Some(JobStatus::Running | JobStatus::Queued)) =>
+                {
                     s.set_job_status(
                         &jid,
                         JobStatus::Error.as_str(),
@@ -709,9 +826,9 @@ pub async fn cancelled(
         .db
         .run(move |s| {
             let now = utc_now();
-            s.finish_execution(&xid, &now, "CANCELLED", Some(&d))?;
+            s.finish_execution(&xid, &now, ExecOutcome::Cancelled.as_str(), Some(&d))?;
             match s.job(&jid)? {
-                Some(j) if j.status == "RUNNING" => {
+                Some(j) if job_status(&j) == Some(JobStatus::Running) => {
                     s.set_job_status(&jid, JobStatus::Cancelled.as_str(), Some(&d), None, &now)?;
                     Ok(true)
                 }
@@ -793,12 +910,15 @@ pub fn requeue_in_store(
     if let Some(x) = execution_id {
         if let Some(e) = s.execution(x)? {
             if e.ended_at.is_none() {
-                s.finish_execution(x, &now, "INTERRUPTED", Some(why))?;
+                s.finish_execution(x, &now, ExecOutcome::Interrupted.as_str(), Some(why))?;
             }
         }
     }
     match s.job(job_id)? {
-        Some(j) if j.status == "RUNNING" && max_attempts.is_some_and(|m| j.attempts >= m) => {
+        Some(j)
+            if job_status(&j) == Some(JobStatus::Running)
+                && max_attempts.is_some_and(|m| j.attempts >= m) =>
+        {
             let reason = format!("{why}; gave up after {} attempts", j.attempts);
             s.set_job_status(
                 job_id,
@@ -809,7 +929,7 @@ pub fn requeue_in_store(
             )?;
             Ok(None)
         }
-        Some(j) if j.status == "RUNNING" => {
+        Some(j) if job_status(&j) == Some(JobStatus::Running) => {
             s.set_job_status(job_id, JobStatus::Queued.as_str(), Some(why), None, &now)?;
             Ok(Some(j))
         }

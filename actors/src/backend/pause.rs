@@ -30,3 +30,35 @@ pub async fn stored(args: &BackendArgs) -> Option<(String, String)> {
         }
     }
 }
+
+/// Writes pause changes from background tasks (the backend actor never waits for the store) in the order the
+/// backend made them: each change has a generation, and a change older than the last one written is dropped.
+#[derive(Default)]
+pub struct PauseWriter {
+    issued: std::sync::atomic::AtomicU64,
+    written: tokio::sync::Mutex<u64>,
+}
+
+impl PauseWriter {
+    /// The generation of a new change (call in the actor, in order).
+    pub fn next(&self) -> u64 {
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Writes change `generation` unless a newer one was written already.
+    pub async fn write(&self, args: &BackendArgs, generation: u64, reason: Option<String>) {
+        let mut written = self.written.lock().await;
+        if *written > generation {
+            return;
+        }
+        persist(args, reason).await;
+        *written = generation;
+    }
+
+    /// Waits for the write in progress, if any.
+    pub async fn flush(&self) {
+        let _ = self.written.lock().await;
+    }
+}

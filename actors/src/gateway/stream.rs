@@ -338,9 +338,7 @@ pub async fn dispatch(cx: &StreamContext, req: Request) -> Response {
             }
             Request::Estop { token } => {
                 let u = user(cx, &token).await?;
-                Response::Done {
-                    message: service.estop(&u).await?,
-                }
+                Response::Estopped(service.estop(&u).await?)
             }
             Request::Watch { .. } => {
                 return Err(ServiceError::internal("watch is served on its own path"));

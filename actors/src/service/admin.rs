@@ -99,34 +99,21 @@ impl Service {
         })
     }
 
-    /// Emergency stop of every backend (administrators).
-    pub async fn estop(&self, user: &UserRecord) -> Result<String, ServiceError> {
+    /// Emergency stop of every backend at once (administrators): per backend and per device, whether the
+    /// safe state was reached.
+    pub async fn estop(
+        &self,
+        user: &UserRecord,
+    ) -> Result<shotline_protocol::wire::EstopReport, ServiceError> {
         require_admin(user)?;
         tracing::warn!(by = %user.name, "EMERGENCY STOP");
-        let names: Vec<String> = self
-            .ctx
-            .config()
-            .backends
-            .iter()
-            .map(|b| b.name.clone())
-            .collect();
-        let mut failed = Vec::new();
-        for name in &names {
-            if let Err(e) = self.backend_call(name, BackendMsg::Estop).await {
-                failed.push(format!("{name}: {e}"));
-            }
-        }
-        if failed.is_empty() {
-            Ok(format!(
-                "emergency stop: {} backend(s) stopped, devices in their safe state, running jobs re-queued, backends paused until resumed",
-                names.len()
-            ))
+        let report = crate::backend::estop::estop_all(&self.ctx).await;
+        if report.all_safe {
+            tracing::warn!(message = %report.message, "emergency stop done");
         } else {
-            Err(ServiceError::unavailable(format!(
-                "emergency stop incomplete: {}",
-                failed.join("; ")
-            )))
+            tracing::error!(message = %report.message, "emergency stop incomplete");
         }
+        Ok(report)
     }
 
     /// Disables or enables a user. Disabling revokes every token of the user (in the same store transaction),
@@ -239,8 +226,11 @@ impl Service {
                 tracing::warn!(delay_ms, "store commit delay injected");
                 Ok(format!("every commit is held {delay_ms} ms"))
             }
-            FaultSpec::Device { ref backend, .. } | FaultSpec::ClockDelay { ref backend, .. } => {
-                let name = backend.clone();
+            FaultSpec::Device { .. }
+            | FaultSpec::ClockDelay { .. }
+            | FaultSpec::ExecutionPanic { .. }
+            | FaultSpec::AnalysisDelay { .. } => {
+                let name = spec.backend().unwrap_or_default().to_string();
                 let r = self
                     .backend_call(&name, |reply| BackendMsg::InjectFault(spec, reply))
                     .await?;

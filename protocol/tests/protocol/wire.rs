@@ -288,3 +288,42 @@ fn unknown_op_error_names_the_existing_ops() {
     let full = FrameError::Decode(msg).to_string();
     assert!(full.starts_with("cannot decode frame body"), "{full}");
 }
+
+#[test]
+fn an_estop_report_round_trips_and_names_what_is_not_safe() {
+    use shotline_protocol::wire::{BackendEstop, DeviceSafeState, EstopReport};
+    let device = |name: &str, safe: bool| DeviceSafeState {
+        device: name.into(),
+        safe,
+        reason: (!safe).then(|| "still busy after 1000 ms".to_string()),
+    };
+    let report = EstopReport::new(vec![
+        BackendEstop {
+            backend: "a".into(),
+            answered: true,
+            paused: true,
+            job_id: Some("job-1".into()),
+            job_settled: false,
+            devices: vec![device("rf", false), device("camera", true)],
+            error: None,
+        },
+        BackendEstop {
+            backend: "b".into(),
+            answered: true,
+            paused: true,
+            job_id: None,
+            job_settled: false,
+            devices: vec![device("rf", true)],
+            error: None,
+        },
+    ]);
+    assert!(!report.all_safe);
+    assert!(
+        report.message.contains("a/rf NOT SAFE: still busy"),
+        "{}",
+        report.message
+    );
+    assert!(!report.message.contains("camera"), "{}", report.message);
+    let resp = Response::Estopped(report);
+    assert_eq!(round_trip(&resp), resp);
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use shotline_client::{Client, JobsQuery, PinOutcome, SubmitOptions};
-use shotline_protocol::wire::JobEvent;
+use shotline_protocol::wire::{EstopReport, JobEvent};
 use shotline_protocol::{JobStatus, Value};
 use shotline_tls::KnownServers;
 
@@ -448,11 +448,26 @@ pub async fn jobs(args: &ClientArgs, q: JobsQuery) -> anyhow::Result<()> {
 
 /// Operator actions: pause / resume a backend, emergency stop.
 pub async fn operator(args: &ClientArgs, action: &str, name: Option<&str>) -> anyhow::Result<()> {
+    if action == "estop" {
+        return with_session(args, async |client, session| {
+            // Per backend and per device: safe or not, and why; non-zero exit unless every device is safe.
+            let report = client.estop_report(&session.token).await?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                print_estop(&report);
+            }
+            if !report.all_safe {
+                bail!("emergency stop incomplete: not every device reached its safe state");
+            }
+            Ok(())
+        })
+        .await;
+    }
     with_session(args, async |client, session| {
         let message = match (action, name) {
             ("pause", Some(n)) => client.pause_backend(&session.token, n).await?,
             ("resume", Some(n)) => client.resume_backend(&session.token, n).await?,
-            ("estop", _) => client.estop(&session.token).await?,
             (a, _) => {
                 bail!("unknown action {a}: use `backend pause NAME`, `backend resume NAME` or `estop`")
             }
@@ -465,6 +480,36 @@ pub async fn operator(args: &ClientArgs, action: &str, name: Option<&str>) -> an
         Ok(())
     })
     .await
+}
+
+/// Prints an emergency stop's report: each backend, then each of its devices, safe or not and why.
+fn print_estop(report: &EstopReport) {
+    for b in &report.backends {
+        match &b.error {
+            Some(e) => println!("{}: DID NOT ANSWER: {e}", b.backend),
+            None => println!(
+                "{}: paused{}",
+                b.backend,
+                match (&b.job_id, b.job_settled) {
+                    (Some(j), true) => format!(", job {j} re-queued"),
+                    (Some(j), false) =>
+                        format!(", job {j} stopping (re-queued at its shot boundary)"),
+                    (None, _) => String::new(),
+                }
+            ),
+        }
+        for d in &b.devices {
+            match &d.reason {
+                None if d.safe => println!("  {:<16} safe", d.device),
+                r => println!(
+                    "  {:<16} NOT SAFE: {}",
+                    d.device,
+                    r.as_deref().unwrap_or("")
+                ),
+            }
+        }
+    }
+    println!("{}", report.message);
 }
 
 /// Prints a job's status.

@@ -362,3 +362,157 @@ async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed() {
     assert!(!rt.service().backend("singlequdit").await.unwrap().1.paused);
     rt.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_fault_while_programming_applies_the_device_fault_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_faults(sim_config());
+    config.backends[0].device_faults.pause_backend = true;
+    let rt = start_in(dir.path(), config).await;
+    // The MOT is disconnected before the job starts: its programming fails, not a shot.
+    rt.service()
+        .inject_fault(device(DeviceFaultKind::Disconnect, "mot", 0))
+        .await
+        .unwrap();
+    let s = rt
+        .submit("singlequdit", &long_job(10), SubmitOptions::default())
+        .await
+        .unwrap();
+    let end = rt.wait(&s.job_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Error, "{end:?}");
+    assert!(
+        end.error_message
+            .contains("device mot failed while programming"),
+        "{}",
+        end.error_message
+    );
+    assert!(
+        end.error_message.contains("disconnected"),
+        "{}",
+        end.error_message
+    );
+    // The policy applied as to a fault in a shot: the backend is paused, the pause names the device.
+    let mut paused = false;
+    for _ in 0..300 {
+        if rt.service().backends().await.unwrap()[0].status.paused {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        paused,
+        "a device fault in programming did not pause the backend"
+    );
+    let mut reason = None;
+    for _ in 0..300 {
+        let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
+        reason = store.backend_pause("singlequdit").unwrap().map(|(r, _)| r);
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reason = reason.expect("the pause is recorded");
+    assert!(reason.contains("device mot"), "{reason}");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_analysis_overflows_the_ring_at_the_source_not_a_mailbox() {
+    use shotline::config::OverflowPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_faults(sim_config());
+    config.backends[0].timing.shot_ring = 16;
+    config.backends[0].timing.overflow_policy = OverflowPolicy::Degrade;
+    let rt = start_in(dir.path(), config).await;
+    // Analysis takes 2 ms a shot; the clock plays one every ~0.2 ms.
+    rt.service()
+        .inject_fault(FaultSpec::AnalysisDelay {
+            backend: "singlequdit".into(),
+            delay_us: 2000,
+        })
+        .await
+        .unwrap();
+    let shots = 400u64;
+    let r = run_ok(
+        &rt,
+        &job1(json!([["measure", [0], []]]), shots as u32, Some(1)),
+    )
+    .await;
+    let kept = r.results[0].data.memory.len() as u64;
+    let timing = r.results[0].timing.clone().unwrap();
+    // Acquisition stopped draining while analysis was a ring behind: the clock's ring overflowed and the
+    // loss was counted there, per the policy (degrade: a shorter memory).
+    assert!(timing.lost_shots > 0, "nothing lost: {timing:?}");
+    assert_eq!(kept + timing.lost_shots, shots, "{timing:?}");
+    // At most the ring plus a ring's worth in analysis's mailbox ever waited: far fewer than the shots.
+    assert!(kept <= shots / 2, "kept {kept} of {shots}");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estop_acts_on_every_backend_at_once_and_reports_each_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_faults(sim_config());
+    // Each backend's devices get one call timeout to confirm their safe state.
+    config.supervision.call_timeout_ms = 1000;
+    let mut second = config.backends[0].clone();
+    second.name = "second".into();
+    config.backends.push(second);
+    let rt = start_in(dir.path(), config).await;
+    let s = rt
+        .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
+        .await
+        .unwrap();
+    running(&rt, &s.job_id).await;
+    // The camera of `singlequdit` hangs 4 s inside a shot, holding the clock (and every device) with it.
+    let mut hang = device(DeviceFaultKind::Hang, "camera", 0);
+    if let FaultSpec::Device { hang_ms, .. } = &mut hang {
+        *hang_ms = 4000;
+    }
+    rt.service().inject_fault(hang).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let t = std::time::Instant::now();
+    let report = rt.estop().await.unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "the estop took {took:?}"
+    );
+    assert!(!report.all_safe, "{report:?}");
+    assert!(
+        report.message.contains("singlequdit/camera NOT SAFE"),
+        "{}",
+        report.message
+    );
+    let hung = &report.backends[0];
+    assert_eq!(hung.backend, "singlequdit");
+    assert!(hung.answered && hung.paused, "{hung:?}");
+    assert_eq!(hung.job_id.as_deref(), Some(s.job_id.as_str()));
+    let camera = hung.devices.iter().find(|d| d.device == "camera").unwrap();
+    assert!(!camera.safe, "{camera:?}");
+    assert!(
+        camera.reason.as_deref().is_some_and(|r| r.contains("busy")),
+        "{camera:?}"
+    );
+    let other = &report.backends[1];
+    assert_eq!(other.backend, "second");
+    assert!(other.answered && other.paused, "{other:?}");
+    assert_eq!(other.devices.len(), 5, "{other:?}");
+    assert!(other.devices.iter().all(|d| d.safe), "{other:?}");
+    // Both paused; once the hang ends, the hung shot is a device fault (policy fail: the job ends ERROR
+    // naming the camera) and every device reaches its safe state.
+    assert!(rt
+        .service()
+        .backends()
+        .await
+        .unwrap()
+        .iter()
+        .all(|b| b.status.paused));
+    let end = rt.wait(&s.job_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Error, "{end:?}");
+    assert!(end.error_message.contains("device camera"), "{end:?}");
+    devices_are_safe(&rt).await;
+    rt.shutdown().await.unwrap();
+}

@@ -147,7 +147,11 @@ async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it() {
     rt.shutdown().await.unwrap();
     let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
     let job = store.job(&s.job_id).unwrap().unwrap();
-    assert_eq!(job.status, "QUEUED", "re-queued at shutdown: {job:?}");
+    assert_eq!(
+        job.status,
+        JobStatus::Queued.as_str(),
+        "re-queued at shutdown: {job:?}"
+    );
     assert!(
         store.locks().unwrap().is_empty(),
         "the backend lock was released"
@@ -156,5 +160,127 @@ async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it() {
     let rt = start_in(dir.path(), sim_config()).await;
     let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(end.status, JobStatus::Done);
+    rt.shutdown().await.unwrap();
+}
+
+fn with_faults(mut c: shotline::config::Config) -> shotline::config::Config {
+    c.faults.enabled = true;
+    c
+}
+
+fn backend_ref(rt: &Runtime) -> ractor::ActorRef<shotline_actors::backend::BackendMsg> {
+    ractor::registry::where_is(rt.ctx().name("backend:singlequdit"))
+        .expect("backend actor")
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job() {
+    use shotline_actors::faults::FaultSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    rt.service()
+        .inject_fault(FaultSpec::ExecutionPanic {
+            backend: "singlequdit".into(),
+        })
+        .await
+        .unwrap();
+    let job = job1(
+        json!([["rlx", [0], [std::f64::consts::PI]], ["measure", [0], []]]),
+        3,
+        None,
+    );
+    let a = rt
+        .submit("singlequdit", &job, SubmitOptions::default())
+        .await
+        .unwrap();
+    // The first execution panics (job RUNNING, lock held): the backend settles it — execution closed
+    // INTERRUPTED, job re-queued (a counted attempt), lock released, devices safe — and runs it again.
+    let end = rt.wait(&a.job_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Done, "{end:?}");
+    let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
+    let runs = store.executions_for_job(&a.job_id).unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].outcome.as_deref(), Some("INTERRUPTED"), "{runs:?}");
+    assert!(
+        runs[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("panic")),
+        "{runs:?}"
+    );
+    assert_eq!(store.job(&a.job_id).unwrap().unwrap().attempts, 2);
+    // The next job runs too, and the backend is idle again with every device safe.
+    let b = run_ok(&rt, &job).await;
+    assert_eq!(b.results[0].data.memory, vec!["1"; 3]);
+    let phase = ractor::call_t!(
+        backend_ref(&rt),
+        shotline_actors::backend::BackendMsg::Phase,
+        5000
+    )
+    .unwrap();
+    assert_eq!(phase, shotline_actors::backend::PhaseKind::Idle);
+    crate::faults::devices_are_safe(&rt).await;
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_device_does_not_stall_the_backend_actor() {
+    use shotline_actors::backend::{BackendMsg, PhaseKind};
+    use shotline_actors::faults::{DeviceFaultKind, FaultSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    let s = rt
+        .submit("singlequdit", &very_long_job(), SubmitOptions::default())
+        .await
+        .unwrap();
+    // The job's owner, the built-in local administrator.
+    let admin = rt.service().user("local").await.unwrap();
+    wait_running(&rt, &s.job_id).await;
+    // The camera hangs 2.5 s inside a shot: the shot clock holds every device, nothing can be made safe.
+    rt.service()
+        .inject_fault(FaultSpec::Device {
+            backend: "singlequdit".into(),
+            device: "camera".into(),
+            kind: DeviceFaultKind::Hang,
+            at_shot: 0,
+            hang_ms: 2500,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A pause must wait for the shot boundary; it does so without holding the backend actor.
+    let pausing = {
+        let service = rt.service().clone();
+        let admin = admin.clone();
+        tokio::spawn(async move { service.set_paused(&admin, "singlequdit", true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = backend_ref(&rt);
+    let t = std::time::Instant::now();
+    assert!(ractor::call_t!(b, BackendMsg::IsPaused, 5000).unwrap());
+    assert_eq!(
+        ractor::call_t!(b, BackendMsg::Phase, 5000).unwrap(),
+        PhaseKind::Stopping
+    );
+    let (_, status) = rt.service().backend("singlequdit").await.unwrap();
+    assert!(status.paused);
+    // The owner cancels meanwhile: answered at once. When the hang ends, the hung shot is a device fault
+    // (policy fail): the job ends ERROR naming the camera.
+    let now = rt.service().cancel(&admin, &s.job_id).await;
+    let answered = t.elapsed();
+    assert!(now.is_ok(), "{now:?}");
+    assert!(
+        answered < Duration::from_millis(1000),
+        "the backend answered after {answered:?} while a device hung"
+    );
+    let end = rt.wait(&s.job_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Error, "{end:?}");
+    assert!(end.error_message.contains("device camera"), "{end:?}");
+    pausing.await.unwrap().unwrap();
+    crate::faults::devices_are_safe(&rt).await;
+    // Resumed, the backend runs work again.
+    rt.set_paused("singlequdit", false).await.unwrap();
+    run_ok(&rt, &job1(json!([["measure", [0], []]]), 2, None)).await;
     rt.shutdown().await.unwrap();
 }
