@@ -576,16 +576,18 @@ async fn a_slow_shot_watcher_does_not_make_other_watchers_lag() {
     let mut slow = rt.ctx().watch_shots(&s.job_id);
     let end = rt.wait(&s.job_id, Duration::from_secs(120)).await.unwrap();
     assert_eq!(end.status, JobStatus::Done);
+    // `wait` reads the store; the terminal event is published right after that commit, so read the bus until
+    // it comes (bounded), failing on any lag.
     let mut statuses = Vec::new();
     let mut events = 0;
-    loop {
-        match bus.try_recv() {
-            Ok(JobEvent::Status { status }) if status.job_id == s.job_id => {
+    while statuses.last() != Some(&JobStatus::Done) {
+        match tokio::time::timeout(Duration::from_secs(10), bus.recv()).await {
+            Ok(Ok(JobEvent::Status { status })) if status.job_id == s.job_id => {
                 statuses.push(status.status)
             }
-            Ok(_) => events += 1,
-            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
-            Err(e) => panic!("the bus watcher fell behind: {e:?} after {events} events"),
+            Ok(Ok(_)) => events += 1,
+            Ok(Err(e)) => panic!("the bus watcher fell behind: {e:?} after {events} events"),
+            Err(_) => panic!("no DONE event within 10 s of DONE in the store: {statuses:?}"),
         }
     }
     assert_eq!(
