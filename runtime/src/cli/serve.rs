@@ -27,7 +27,12 @@ pub async fn serve(
         tracing::warn!("{done}");
         eprintln!("warning: {done}");
     }
-    let mut runtime = Runtime::start(
+    // The handlers are installed before the runtime starts and before the ready line: a SIGTERM sent as soon
+    // as "ready" is read (or during start-up) is a clean shutdown, never the default action (killed).
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let start = Runtime::start(
         loaded,
         StartOptions {
             listen,
@@ -35,17 +40,19 @@ pub async fn serve(
             gateway: true,
             admin_socket: true,
         },
-    )
-    .await
-    .context("cannot start")?;
+    );
+    // A signal during start-up ends the process at once (what the store holds is crash-safe).
+    let mut runtime = tokio::select! {
+        started = start => started.context("cannot start")?,
+        _ = int.recv() => anyhow::bail!("SIGINT during start-up: not started"),
+        _ = term.recv() => anyhow::bail!("SIGTERM during start-up: not started"),
+    };
     let addr = runtime
         .listen_addr()
         .context("the gateway is not listening")?;
     eprintln!("shotline ready: listening on {addr}");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         reason = runtime.stopped() => {
             anyhow::bail!("the runtime stopped: {}", reason.unwrap_or_else(|| "unknown reason".into()));
