@@ -1,11 +1,10 @@
 //! The data dir and the client's home on the host: private modes whatever the umask, the data dir's lock,
 //! and the start-up checks of the store (damaged, vanished, or missing acknowledged work).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
 use shotline::protocol::Value;
@@ -29,26 +28,7 @@ fn shell_cmd(script: &str, args: &[&str]) -> Command {
 
 /// Runs the CLI under umask 022 with `SHOTLINE_HOME=home`: (success, stdout, stderr).
 fn cli(home: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = umask_cmd(args)
-        .env("SHOTLINE_HOME", home)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shotline");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cli(umask_cmd(args), home, Some(stdin))
 }
 
 /// `shotline serve` under umask 022: the running server once ready, or what it printed when it exited.
@@ -73,37 +53,7 @@ fn serve_by(
         data_s,
     ];
     args.extend_from_slice(extra);
-    let mut child = command(&args)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn shotline serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
-                let _ = tx.send(Ok(addr.to_string()));
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        let _ = tx.send(Err(all));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(addr)) => Ok(Server { child, addr }),
-        Ok(Err(text)) => {
-            let status = child.wait().unwrap();
-            assert!(!status.success(), "serve exited 0 without being ready");
-            Err(text)
-        }
-        Err(_) => {
-            let _ = child.kill();
-            panic!("serve neither became ready nor exited");
-        }
-    }
+    Server::spawn(command(&args))
 }
 
 fn mode(p: &Path) -> u32 {
