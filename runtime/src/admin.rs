@@ -21,6 +21,8 @@ const MAX_ADMIN_REQUEST: usize = 64 * 1024;
 const MAX_ADMIN_RESPONSE: usize = 64 * 1024 * 1024;
 /// Time an admin client has to send its whole request.
 const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time the server gives an admin client to read its answer.
+const ADMIN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Admin connections served at once; more wait in the listener's backlog.
 const MAX_ADMIN_CONNECTIONS: usize = 16;
 
@@ -285,7 +287,8 @@ async fn serve_one(mut stream: UnixStream, service: Service) {
         )
     });
     if let Ok(frame) = frame {
-        let _ = stream.write_all(&frame).await;
+        // A client that does not read its answer does not keep its place for good.
+        let _ = tokio::time::timeout(ADMIN_WRITE_TIMEOUT, stream.write_all(&frame)).await;
     }
 }
 
