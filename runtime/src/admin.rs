@@ -10,12 +10,21 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use shotline_actors::Service;
 use shotline_protocol::wire::{decode_body, encode_frame, frame_len};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 /// File name of the socket inside the data dir.
 pub const SOCKET_NAME: &str = "admin.sock";
-const MAX_ADMIN_FRAME: usize = 64 * 1024;
+/// Largest admin request the server reads (names and passwords are far smaller).
+const MAX_ADMIN_REQUEST: usize = 64 * 1024;
+/// Largest admin response the client reads (a user listing grows with the users).
+const MAX_ADMIN_RESPONSE: usize = 64 * 1024 * 1024;
+/// Time an admin client has to send its whole request.
+const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time the server gives an admin client to read its answer.
+const ADMIN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Admin connections served at once; more wait in the listener's backlog.
+const MAX_ADMIN_CONNECTIONS: usize = 16;
 
 /// An admin request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -177,9 +186,20 @@ impl AdminServer {
         };
         let listener = UnixListener::bind(&path).map_err(io)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_one(stream, service.clone()));
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    serve_one(stream, service).await;
+                    drop(slot);
+                });
             }
         });
         Ok(AdminServer { path, task })
@@ -193,23 +213,58 @@ impl Drop for AdminServer {
     }
 }
 
-async fn read_frame(stream: &mut UnixStream) -> Result<Vec<u8>, String> {
+/// Reads one frame of at most `max` bytes, growing `body` only as bytes arrive (an announced length alone
+/// costs nothing).
+async fn read_frame_into<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    max: usize,
+    body: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut header = [0u8; 4];
     stream
         .read_exact(&mut header)
         .await
-        .map_err(|e| e.to_string())?;
-    let len = frame_len(header, MAX_ADMIN_FRAME).map_err(|e| e.to_string())?;
-    let mut body = vec![0u8; len];
-    stream
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("could not read the 4-byte frame header: {e}"))?;
+    let len = frame_len(header, max).map_err(|e| e.to_string())?;
+    let mut chunk = [0u8; 8192];
+    while body.len() < len {
+        let want = (len - body.len()).min(chunk.len());
+        let n = stream.read(&mut chunk[..want]).await.map_err(|e| {
+            format!(
+                "the frame announced {len} bytes but reading failed after {}: {e}",
+                body.len()
+            )
+        })?;
+        if n == 0 {
+            return Err(format!(
+                "the frame announced {len} bytes but the stream ended after {}",
+                body.len()
+            ));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    read_frame_into(stream, max, &mut body).await?;
     Ok(body)
 }
 
 async fn serve_one(mut stream: UnixStream, service: Service) {
-    let response = match read_frame(&mut stream).await {
+    let read = tokio::time::timeout(
+        ADMIN_REQUEST_TIMEOUT,
+        read_frame(&mut stream, MAX_ADMIN_REQUEST),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "the request was not complete within {} s",
+            ADMIN_REQUEST_TIMEOUT.as_secs()
+        ))
+    });
+    let response = match read {
         Err(e) => AdminResponse::Error {
             code: "MALFORMED_REQUEST".into(),
             message: e,
@@ -222,8 +277,18 @@ async fn serve_one(mut stream: UnixStream, service: Service) {
             Ok(request) => handle(&service, request).await,
         },
     };
-    if let Ok(frame) = encode_frame(&response, MAX_ADMIN_FRAME) {
-        let _ = stream.write_all(&frame).await;
+    let frame = encode_frame(&response, MAX_ADMIN_RESPONSE).or_else(|e| {
+        encode_frame(
+            &AdminResponse::Error {
+                code: "INTERNAL".into(),
+                message: format!("the response could not be sent: {e}"),
+            },
+            MAX_ADMIN_RESPONSE,
+        )
+    });
+    if let Ok(frame) = frame {
+        // A client that does not read its answer does not keep its place for good.
+        let _ = tokio::time::timeout(ADMIN_WRITE_TIMEOUT, stream.write_all(&frame)).await;
     }
 }
 
@@ -318,8 +383,8 @@ pub async fn request(data_dir: &Path, request: &AdminRequest) -> Result<Reached,
             };
         }
     };
-    let frame =
-        encode_frame(request, MAX_ADMIN_FRAME).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    let frame = encode_frame(request, MAX_ADMIN_REQUEST)
+        .map_err(|e| AdminError::Protocol(e.to_string()))?;
     stream
         .write_all(&frame)
         .await
@@ -327,10 +392,72 @@ pub async fn request(data_dir: &Path, request: &AdminRequest) -> Result<Reached,
             path: path.clone(),
             source,
         })?;
-    let body = read_frame(&mut stream)
+    let body = read_frame(&mut stream, MAX_ADMIN_RESPONSE)
         .await
         .map_err(AdminError::Protocol)?;
     decode_body(&body)
         .map(Reached::Answered)
         .map_err(|e| AdminError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_announced_length_alone_allocates_nothing() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client
+            .write_all(&(MAX_ADMIN_REQUEST as u32).to_be_bytes())
+            .await
+            .unwrap();
+        client.write_all(b"0123456789").await.unwrap();
+        let mut body = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            read_frame_into(&mut server, MAX_ADMIN_REQUEST, &mut body),
+        )
+        .await;
+        assert!(read.is_err(), "the frame is not complete: {read:?}");
+        assert_eq!(body, b"0123456789");
+        assert!(body.capacity() < 4096, "{} bytes held", body.capacity());
+        // A complete frame is read whole; a longer announcement than the limit is refused before any read.
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let writer = tokio::spawn(async move {
+            let mut frame = (MAX_ADMIN_REQUEST as u32).to_be_bytes().to_vec();
+            frame.resize(4 + MAX_ADMIN_REQUEST, 7);
+            frame.extend_from_slice(&(MAX_ADMIN_REQUEST as u32 + 1).to_be_bytes());
+            client.write_all(&frame).await.unwrap();
+            client
+        });
+        let body = read_frame(&mut server, MAX_ADMIN_REQUEST).await.unwrap();
+        assert_eq!(body.len(), MAX_ADMIN_REQUEST);
+        let e = read_frame(&mut server, MAX_ADMIN_REQUEST)
+            .await
+            .unwrap_err();
+        drop(writer.await.unwrap());
+        assert!(e.contains("65537"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_larger_than_a_request_is_answered() {
+        let users = (0..2000)
+            .map(|i| UserLine {
+                name: format!("user-with-a-rather-long-name-{i:05}"),
+                admin: false,
+                disabled: false,
+                created_at: "2026-12-06T10:00:00Z".into(),
+            })
+            .collect();
+        let frame = encode_frame(&AdminResponse::Users { users }, MAX_ADMIN_RESPONSE).unwrap();
+        assert!(frame.len() > MAX_ADMIN_REQUEST, "{} bytes", frame.len());
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let writer = tokio::spawn(async move { server.write_all(&frame).await.unwrap() });
+        let body = read_frame(&mut client, MAX_ADMIN_RESPONSE).await.unwrap();
+        writer.await.unwrap();
+        let AdminResponse::Users { users } = decode_body(&body).unwrap() else {
+            panic!("not a listing");
+        };
+        assert_eq!(users.len(), 2000);
+    }
 }

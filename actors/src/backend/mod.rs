@@ -486,16 +486,23 @@ impl BackendState {
         let backend = self.args.section.name.clone();
         let devices = self.named_devices();
         let me = myself.clone();
-        tokio::spawn(async move {
-            let wait = ctx.call_timeout();
-            safety::drive_safe(&backend, &devices, wait, wait).await;
-            recover::settle_job(&ctx, &backend, &job_id, &cause, counted).await;
-            recover::force_release(&ctx, &backend).await;
-            if let Some(r) = ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
-                let _ = r.cast(RegistryMsg::SetRunning(backend.clone(), None));
-            }
-            let _ = me.cast(BackendMsg::Settled(seq));
-        });
+        let name = backend.clone();
+        supervised::spawn_step(
+            name,
+            "settle",
+            async move {
+                let wait = ctx.call_timeout();
+                safety::drive_safe(&backend, &devices, wait, wait).await;
+                recover::settle_job(&ctx, &backend, &job_id, &cause, counted).await;
+                recover::force_release(&ctx, &backend).await;
+                if let Some(r) = ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
+                    let _ = r.cast(RegistryMsg::SetRunning(backend.clone(), None));
+                }
+            },
+            async move {
+                let _ = me.cast(BackendMsg::Settled(seq));
+            },
+        );
     }
 
     fn execution_ended(
@@ -626,25 +633,32 @@ impl BackendState {
         let devices = self.named_devices();
         let clock = self.clock.clone();
         let me = myself.clone();
-        tokio::spawn(async move {
-            stop_and_settle(
-                &ctx,
-                &backend,
-                execution,
-                RESTART_STOP_WAIT,
-                "stopped by a backend restart",
-            )
-            .await;
-            me.stop_children_and_wait(
-                Some("one_for_all restart".into()),
-                Some(Duration::from_secs(5)),
-            )
-            .await;
-            shut_down_clock(clock).await;
-            let wait = ctx.call_timeout();
-            safety::drive_safe(&backend, &devices, wait, wait).await;
-            let _ = me.cast(BackendMsg::RestartReady(generation));
-        });
+        let ready = myself.clone();
+        supervised::spawn_step(
+            backend.clone(),
+            "restart",
+            async move {
+                stop_and_settle(
+                    &ctx,
+                    &backend,
+                    execution,
+                    RESTART_STOP_WAIT,
+                    "stopped by a backend restart",
+                )
+                .await;
+                me.stop_children_and_wait(
+                    Some("one_for_all restart".into()),
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+                shut_down_clock(clock).await;
+                let wait = ctx.call_timeout();
+                safety::drive_safe(&backend, &devices, wait, wait).await;
+            },
+            async move {
+                let _ = ready.cast(BackendMsg::RestartReady(generation));
+            },
+        );
     }
 }
 

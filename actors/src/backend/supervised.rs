@@ -99,6 +99,28 @@ impl Execution {
     }
 }
 
+/// Spawns `work`, a step the backend waits for (settling a job, a restart), and once it ended — normally or
+/// by a panic — spawns `then` (which tells the backend): a panicking step is logged and never leaves its
+/// backend waiting for good.
+pub fn spawn_step<W, T>(backend: String, step: &'static str, work: W, then: T)
+where
+    W: std::future::Future<Output = ()> + Send + 'static,
+    T: std::future::Future<Output = ()> + Send + 'static,
+{
+    let task = tokio::spawn(work);
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            let reason = if e.is_panic() {
+                panic_message(e.into_panic())
+            } else {
+                "cancelled".into()
+            };
+            tracing::error!(%backend, step, %reason, "a backend step failed; the backend goes on");
+        }
+        then.await;
+    });
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
@@ -106,5 +128,27 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "panic without a message".into()
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_step_still_tells_the_backend() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn_step(
+            "b".into(),
+            "settle",
+            async { panic!("injected: the step panics") },
+            async move {
+                let _ = tx.send(());
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the backend was never told")
+            .unwrap();
     }
 }

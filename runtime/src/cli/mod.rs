@@ -272,6 +272,25 @@ pub enum FaultCommand {
         #[arg(long)]
         delay_ns: u64,
     },
+    /// Make the next execution of a backend panic at its first experiment (job RUNNING, lock held).
+    ExecutionPanic {
+        /// Backend.
+        backend: String,
+    },
+    /// Make a backend's analysis spend this long on every shot (0: back to normal): a slow consumer.
+    AnalysisDelay {
+        /// Backend.
+        backend: String,
+        /// Delay per shot, microseconds.
+        #[arg(long)]
+        delay_us: u64,
+    },
+    /// Hold every commit of the store this long before it runs (0: back to normal).
+    StoreDelay {
+        /// Delay in milliseconds.
+        #[arg(long)]
+        delay_ms: u64,
+    },
 }
 
 /// User administration.

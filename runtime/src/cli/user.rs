@@ -172,8 +172,21 @@ async fn set_disabled(name: String, data: DataDirArgs, disabled: bool) -> anyhow
 
 /// Sends a fault-injection request to the running server.
 pub async fn fault(fault: super::FaultCommand, data: DataDirArgs) -> anyhow::Result<()> {
+    let spec = fault_spec(fault)?;
+    let (dir, _) = data_dir(&data)?;
+    match admin::request(&dir, &AdminRequest::Fault { spec }).await? {
+        Reached::Answered(r) => print(r, true, false),
+        Reached::NoServer(_) => bail!(
+            "no server is running on {}: faults are injected into a running server",
+            dir.display()
+        ),
+    }
+}
+
+/// The fault a `shotline fault` command asks for: every [`FaultSpec`] has its subcommand.
+fn fault_spec(fault: super::FaultCommand) -> anyhow::Result<shotline_actors::faults::FaultSpec> {
     use shotline_actors::faults::{ActorFault, DeviceFaultKind, FaultSpec};
-    let spec = match fault {
+    Ok(match fault {
         super::FaultCommand::Actor { role, mode } => FaultSpec::Actor {
             role,
             mode: match mode.as_str() {
@@ -204,13 +217,66 @@ pub async fn fault(fault: super::FaultCommand, data: DataDirArgs) -> anyhow::Res
         super::FaultCommand::Clock { backend, delay_ns } => {
             FaultSpec::ClockDelay { backend, delay_ns }
         }
-    };
-    let (dir, _) = data_dir(&data)?;
-    match admin::request(&dir, &AdminRequest::Fault { spec }).await? {
-        Reached::Answered(r) => print(r, true, false),
-        Reached::NoServer(_) => bail!(
-            "no server is running on {}: faults are injected into a running server",
-            dir.display()
-        ),
+        super::FaultCommand::ExecutionPanic { backend } => FaultSpec::ExecutionPanic { backend },
+        super::FaultCommand::AnalysisDelay { backend, delay_us } => {
+            FaultSpec::AnalysisDelay { backend, delay_us }
+        }
+        super::FaultCommand::StoreDelay { delay_ms } => FaultSpec::StoreCommitDelay { delay_ms },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use shotline_actors::faults::FaultSpec;
+
+    fn parse(args: &[&str]) -> FaultSpec {
+        let cli =
+            super::super::Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let super::super::Command::Fault { fault, .. } = cli.command else {
+            panic!("not a fault command");
+        };
+        fault_spec(fault).unwrap()
+    }
+
+    #[test]
+    fn every_fault_has_a_subcommand() {
+        let every = [
+            (vec!["actor", "scheduler", "--mode", "kill"], "actor"),
+            (vec!["device", "b", "rf", "--kind", "hang"], "device"),
+            (vec!["clock", "b", "--delay-ns", "5"], "clock_delay"),
+            (vec!["execution-panic", "b"], "execution_panic"),
+            (
+                vec!["analysis-delay", "b", "--delay-us", "7"],
+                "analysis_delay",
+            ),
+            (vec!["store-delay", "--delay-ms", "9"], "store_commit_delay"),
+        ];
+        let mut seen = Vec::new();
+        for (args, kind) in every {
+            let spec = parse(&[&["shotline", "fault", "--data-dir", "/d"], &args[..]].concat());
+            // Exhaustive on purpose: a new FaultSpec fails to compile here until it has a subcommand.
+            let got = match &spec {
+                FaultSpec::Actor { .. } => "actor",
+                FaultSpec::Device { .. } => "device",
+                FaultSpec::StoreCommitDelay { delay_ms } => {
+                    assert_eq!(*delay_ms, 9);
+                    "store_commit_delay"
+                }
+                FaultSpec::ClockDelay { .. } => "clock_delay",
+                FaultSpec::ExecutionPanic { backend } => {
+                    assert_eq!(backend, "b");
+                    "execution_panic"
+                }
+                FaultSpec::AnalysisDelay { backend, delay_us } => {
+                    assert_eq!((backend.as_str(), *delay_us), ("b", 7));
+                    "analysis_delay"
+                }
+            };
+            assert_eq!(got, kind, "{args:?}");
+            seen.push(got);
+        }
+        assert_eq!(seen.len(), 6);
     }
 }

@@ -239,48 +239,10 @@ fn a_host_killed_mid_job_leaves_the_card_to_its_watchdog() {
     std::fs::write(&config, yaml).unwrap();
     let mut server = Server::start_with(Path::new(&config), &data);
     let addr = server.addr.clone();
-    let data_s = data.to_str().unwrap();
-    let pw = Some("correct horse\n");
-    let (ok, out, err) = shotline(
-        &home,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--data-dir",
-            data_s,
-            "--password-stdin",
-        ],
-        pw,
-    );
-    assert!(ok, "user add: {out} {err}");
-    let (ok, _, err) = shotline(
-        &home,
-        &[
-            "login",
-            "--server",
-            &addr,
-            "--user",
-            "alice",
-            "--password-stdin",
-        ],
-        pw,
-    );
-    assert!(ok, "login: {err}");
+    add_user_and_login(&home, &data, &addr, "alice", "correct horse");
     let job = tmp.path().join("long.json");
     std::fs::write(&job, qudit_job(1_000_000).to_string()).unwrap();
-    let (ok, _, err) = shotline(
-        &home,
-        &[
-            "submit",
-            job.to_str().unwrap(),
-            "--backend",
-            "singlequdit",
-            "--server",
-            &addr,
-        ],
-        None,
-    );
+    let (ok, _, err) = submit_file(&home, &job, &addr);
     assert!(ok, "submit: {err}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while card.stats().shots_done < 3 {

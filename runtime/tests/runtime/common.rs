@@ -108,7 +108,8 @@ impl Server {
 
     /// `shotline serve --config config` with the data dir `data`, once it is ready.
     pub fn start_with(config: &Path, data: &Path) -> Server {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "serve",
                 "--config",
@@ -117,7 +118,15 @@ impl Server {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(data)
+            .arg(data);
+        Self::spawn(command)
+            .unwrap_or_else(|text| panic!("serve exited before it was ready:\n{text}"))
+    }
+
+    /// Runs `command` (a `shotline serve`): the server once it printed its ready line, or all it printed
+    /// on stderr when it exited unsuccessfully without becoming ready.
+    pub fn spawn(mut command: Command) -> Result<Server, String> {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -126,16 +135,28 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut all = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send(Ok(addr.to_string()));
                 }
+                all.push_str(&line);
+                all.push('\n');
             }
+            let _ = tx.send(Err(all));
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("ready line");
-        Server { child, addr }
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => Ok(Server { child, addr }),
+            Ok(Err(text)) => {
+                let status = child.wait().unwrap();
+                assert!(!status.success(), "serve exited 0 without being ready");
+                Err(text)
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve neither became ready nor exited");
+            }
+        }
     }
 
     /// SIGTERM and a clean exit.
@@ -166,8 +187,15 @@ pub fn unsafe_kill(pid: u32, signal: i32) {
 
 /// Runs the CLI with `SHOTLINE_HOME=home`: (success, stdout, stderr).
 pub fn shotline(home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_cli(command, home, stdin)
+}
+
+/// Runs `command` (the CLI, however started) with `SHOTLINE_HOME=home` and `stdin` (none: closed at once):
+/// (success, stdout, stderr).
+pub fn run_cli(mut command: Command, home: &Path, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = command
         .env("SHOTLINE_HOME", home)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
@@ -191,6 +219,73 @@ pub fn shotline(home: &Path, args: &[&str], stdin: Option<&str>) -> (bool, Strin
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `shotline user add NAME` then `shotline login` as NAME on `addr`, both with `password` on stdin.
+pub fn add_user_and_login(home: &Path, data: &Path, addr: &str, name: &str, password: &str) {
+    let password = format!("{password}\n");
+    let (ok, out, err) = shotline(
+        home,
+        &[
+            "user",
+            "add",
+            name,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        Some(&password),
+    );
+    assert!(ok, "user add: {out} {err}");
+    let (ok, out, err) = shotline(
+        home,
+        &[
+            "login",
+            "--server",
+            addr,
+            "--user",
+            name,
+            "--password-stdin",
+        ],
+        Some(&password),
+    );
+    assert!(ok, "login: {out} {err}");
+}
+
+/// `shotline submit JOB --backend singlequdit --server addr`: (success, stdout, stderr).
+pub fn submit_file(home: &Path, job: &Path, addr: &str) -> (bool, String, String) {
+    shotline(
+        home,
+        &[
+            "submit",
+            job.to_str().unwrap(),
+            "--backend",
+            "singlequdit",
+            "--server",
+            addr,
+        ],
+        None,
+    )
+}
+
+/// A JSON value as the protocol's value.
+pub fn value(v: Value) -> shotline::protocol::Value {
+    serde_json::from_value(v).unwrap()
+}
+
+/// The error body of a request the server refused (panics on anything else).
+pub fn server_error<T: std::fmt::Debug>(
+    r: Result<T, shotline_client::ClientError>,
+) -> shotline::protocol::ErrorBody {
+    match r {
+        Err(shotline_client::ClientError::Server(e)) => e,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// The error code of a request the server refused (panics on anything else).
+pub fn code<T: std::fmt::Debug>(r: Result<T, shotline_client::ClientError>) -> String {
+    server_error(r).code
 }
 
 /// An in-process runtime with the QUIC gateway on 127.0.0.1:0 and a pin file for its clients.
@@ -230,11 +325,27 @@ pub async fn serve_remote(config: Config) -> Remote {
 }
 
 impl Remote {
+    /// How its clients trust the server: on first use, pinned in `pins`.
+    pub fn trust(&self) -> Trust {
+        Trust::Pin {
+            pins_file: self.pins.path().join("pins.json"),
+        }
+    }
+
     /// A client trusting the server on first use.
     pub async fn client(&self) -> Client {
-        let trust = Trust::Pin {
-            pins_file: self.pins.path().join("pins.json"),
-        };
-        Client::connect(&self.addr, &trust).await.unwrap()
+        Client::connect(&self.addr, &self.trust()).await.unwrap()
+    }
+
+    /// A new user `name` (password `password123`) and a client logged in as it, with its token.
+    pub async fn user(&self, name: &str, admin: bool) -> (Client, String) {
+        self.rt
+            .service()
+            .add_user(name, "password123", admin)
+            .await
+            .unwrap();
+        let c = self.client().await;
+        let token = c.login(name, "password123").await.unwrap().token;
+        (c, token)
     }
 }

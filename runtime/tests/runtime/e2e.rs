@@ -1,7 +1,7 @@
 //! The real `shotline` binary end to end: serve on 127.0.0.1:0 with a temporary data dir, add a user, log
 //! in over QUIC, submit a seeded job and wait for its result, then restart the server and find it again.
 
-use crate::common::{shotline, Server};
+use crate::common::{shotline, submit_file, Server};
 
 #[test]
 fn serve_login_submit_wait_restart_and_find_the_result_again() {
@@ -108,18 +108,7 @@ fn serve_login_submit_wait_restart_and_find_the_result_again() {
         r#"{"experiment_0": {"instructions": [["rlx", [0], [9.0]]], "num_wires": 1, "shots": 5}}"#,
     )
     .unwrap();
-    let (ok, _, err) = shotline(
-        &home,
-        &[
-            "submit",
-            bad.to_str().unwrap(),
-            "--backend",
-            "singlequdit",
-            "--server",
-            &addr,
-        ],
-        None,
-    );
+    let (ok, _, err) = submit_file(&home, &bad, &addr);
     assert!(!ok);
     assert!(
         err.contains("experiment_0.instructions[0].params[0]"),

@@ -1,11 +1,10 @@
 //! The data dir and the client's home on the host: private modes whatever the umask, the data dir's lock,
 //! and the start-up checks of the store (damaged, vanished, or missing acknowledged work).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::json;
 use shotline::protocol::Value;
@@ -17,38 +16,32 @@ const SIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml");
 
 /// The binary run under `umask 022` (the usual default, which made files 0644 and dirs 0755).
 fn umask_cmd(args: &[&str]) -> Command {
+    shell_cmd("umask 022 && exec \"$@\"", args)
+}
+
+/// The binary run by `sh -c script` (which ends with `exec ... "$@"`).
+fn shell_cmd(script: &str, args: &[&str]) -> Command {
     let mut c = Command::new("sh");
-    c.args(["-c", "umask 022 && exec \"$@\"", "sh", BIN])
-        .args(args);
+    c.args(["-c", script, "sh", BIN]).args(args);
     c
 }
 
 /// Runs the CLI under umask 022 with `SHOTLINE_HOME=home`: (success, stdout, stderr).
 fn cli(home: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = umask_cmd(args)
-        .env("SHOTLINE_HOME", home)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn shotline");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cli(umask_cmd(args), home, Some(stdin))
 }
 
 /// `shotline serve` under umask 022: the running server once ready, or what it printed when it exited.
 fn serve(data: &Path, extra: &[&str]) -> Result<Server, String> {
+    serve_by(umask_cmd, data, extra)
+}
+
+/// `shotline serve` started by `command` (given the binary's arguments).
+fn serve_by(
+    command: impl FnOnce(&[&str]) -> Command,
+    data: &Path,
+    extra: &[&str],
+) -> Result<Server, String> {
     let data_s = data.to_str().unwrap();
     let mut args = vec![
         "serve",
@@ -60,37 +53,7 @@ fn serve(data: &Path, extra: &[&str]) -> Result<Server, String> {
         data_s,
     ];
     args.extend_from_slice(extra);
-    let mut child = umask_cmd(&args)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn shotline serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("shotline ready: listening on ") {
-                let _ = tx.send(Ok(addr.to_string()));
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        let _ = tx.send(Err(all));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(addr)) => Ok(Server { child, addr }),
-        Ok(Err(text)) => {
-            let status = child.wait().unwrap();
-            assert!(!status.success(), "serve exited 0 without being ready");
-            Err(text)
-        }
-        Err(_) => {
-            let _ = child.kill();
-            panic!("serve neither became ready nor exited");
-        }
-    }
+    Server::spawn(command(&args))
 }
 
 fn mode(p: &Path) -> u32 {
@@ -382,4 +345,110 @@ fn acknowledged_jobs_lost_with_a_damaged_wal_are_named_at_start() {
         .expect("--accept-data-loss starts")
         .stop();
     serve(&data, &[]).expect("serves after accepting").stop();
+}
+
+/// A job of 40 experiments with long instruction lists: ~40 KB of body for the store.
+fn bulky_job() -> Value {
+    let mut instructions: Vec<serde_json::Value> =
+        (0..60).map(|_| json!(["rlz", [0], [0.125]])).collect();
+    instructions.push(json!(["measure", [0], []]));
+    let experiments: serde_json::Map<String, serde_json::Value> = (0..40)
+        .map(|i| {
+            (
+                format!("experiment_{i}"),
+                json!({"instructions": instructions, "num_wires": 1, "shots": 1}),
+            )
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(experiments)).unwrap()
+}
+
+#[test]
+fn a_store_that_cannot_grow_answers_a_storage_code_and_loses_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
+    add_user(&home, &data, "alice");
+    // Every file of the server may grow to 768 KiB (RLIMIT_FSIZE; SIGXFSZ ignored, so a write beyond fails
+    // with EFBIG): the WAL soon cannot take another commit, as on a disk that is full or failing.
+    let limited = |args: &[&str]| {
+        shell_cmd(
+            "trap '' XFSZ && exec prlimit --fsize=786432 -- \"$@\"",
+            args,
+        )
+    };
+    let server = serve_by(limited, &data, &[]).expect("serve starts under the file size limit");
+    let pins = tmp.path().join("pins.json");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let acknowledged = rt.block_on(async {
+        let c = Client::connect(
+            &server.addr,
+            &Trust::Pin {
+                pins_file: pins.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let token = c.login("alice", "password123").await.unwrap().token;
+        c.pause_backend(&token, "singlequdit").await.unwrap();
+        let job = bulky_job();
+        let mut acknowledged = Vec::new();
+        let refused = loop {
+            assert!(acknowledged.len() < 200, "the store never filled up");
+            match c
+                .submit(&token, "singlequdit", job.clone(), SubmitOptions::default())
+                .await
+            {
+                Ok(s) => acknowledged.push(s.job_id),
+                Err(e) => break e,
+            }
+        };
+        let shotline_client::ClientError::Server(body) = &refused else {
+            panic!("not a server error: {refused}");
+        };
+        assert!(
+            body.code == "STORAGE_UNAVAILABLE" || body.code == "STORAGE_FULL",
+            "a storage failure reached the client as {}: {}",
+            body.code,
+            body.message
+        );
+        assert!(
+            body.message.contains("nothing was stored"),
+            "{}",
+            body.message
+        );
+        assert!(
+            acknowledged.len() >= 2,
+            "{} jobs acknowledged",
+            acknowledged.len()
+        );
+        // The server keeps serving what it holds: every acknowledged job is there.
+        for id in &acknowledged {
+            let s = c.status(&token, id).await.unwrap();
+            assert_eq!(s.status, shotline::protocol::JobStatus::Queued, "{id}");
+        }
+        c.close().await;
+        acknowledged
+    });
+    // A crash (SIGKILL), then a restart with room to grow.
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // Nothing acknowledged is missing (the start-up checks agree) and the
+    // refused job was never stored.
+    let server = serve(&data, &[]).expect("restarts without complaint");
+    rt.block_on(async {
+        let c = Client::connect(&server.addr, &Trust::Pin { pins_file: pins })
+            .await
+            .unwrap();
+        let token = c.login("alice", "password123").await.unwrap().token;
+        for id in &acknowledged {
+            let s = c.status(&token, id).await.unwrap();
+            assert_eq!(s.status, shotline::protocol::JobStatus::Queued, "{id}");
+        }
+        c.close().await;
+    });
+    server.stop();
 }

@@ -17,17 +17,6 @@ use shotline_client::{Client, ClientError, Trust};
 
 use crate::common::*;
 
-fn value(v: serde_json::Value) -> Value {
-    serde_json::from_value(v).unwrap()
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
-    match r {
-        Err(ClientError::Server(e)) => e.code,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
-
 /// `shotline serve` on `configs/sim.yaml` plus `extra` YAML, data in `tmp/data`, with user `alice`.
 fn serve_with(tmp: &Path, extra: &str) -> (Server, PathBuf) {
     let sim = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml"))
@@ -38,32 +27,7 @@ fn serve_with(tmp: &Path, extra: &str) -> (Server, PathBuf) {
     let home = tmp.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let server = Server::start_with(&config, &data);
-    let (ok, out, err) = shotline(
-        &home,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--password-stdin",
-        ],
-        Some("correct horse\n"),
-    );
-    assert!(ok, "user add: {out} {err}");
-    let (ok, out, err) = shotline(
-        &home,
-        &[
-            "login",
-            "--server",
-            &server.addr,
-            "--user",
-            "alice",
-            "--password-stdin",
-        ],
-        Some("correct horse\n"),
-    );
-    assert!(ok, "login: {out} {err}");
+    add_user_and_login(&home, &data, &server.addr, "alice", "correct horse");
     (server, home)
 }
 
@@ -322,12 +286,7 @@ async fn unauthenticated_connections_are_capped_deadlined_and_held_to_small_fram
         assert!(written.is_ok(), "the server kept reading");
     }
     // A third unauthenticated connection is refused.
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        Client::connect(&r.addr, &pins_of(&r)),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(5), Client::connect(&r.addr, &r.trust())).await {
         Ok(Err(ClientError::Connect { reason, .. })) => {
             assert!(reason.to_lowercase().contains("refuse"), "{reason}")
         }
@@ -371,21 +330,12 @@ async fn unauthenticated_connections_are_capped_deadlined_and_held_to_small_fram
     r.rt.shutdown().await.unwrap();
 }
 
-fn pins_of(r: &Remote) -> Trust {
-    Trust::Pin {
-        pins_file: r.pins.path().join("pins.json"),
-    }
-}
-
 /// Runs the CLI confined to one CPU: a process that only drops its connection (instead of closing it and
 /// waiting until the server was told) then exits before its runtime's driver ever sends the close.
 fn on_one_cpu(home: &Path, args: &[&str]) -> (bool, String, String) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("SHOTLINE_HOME", home)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
+    cmd.args(args);
     // SAFETY: only an async-signal-safe system call between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -395,12 +345,7 @@ fn on_one_cpu(home: &Path, args: &[&str]) -> (bool, String, String) {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_cli(cmd, home, None)
 }
 
 /// Item 5: failed CLI commands close their connection: 16 failures in a row with a connection limit of 1, then
@@ -460,18 +405,7 @@ fn a_killed_clients_connection_stops_counting_within_10_s() {
         r#"{"experiment_0": {"instructions": [["measure", [0], []]], "num_wires": 1, "shots": 1000000}}"#,
     )
     .unwrap();
-    let (ok, out, err) = shotline(
-        &home,
-        &[
-            "submit",
-            long.to_str().unwrap(),
-            "--backend",
-            "singlequdit",
-            "--server",
-            &server.addr,
-        ],
-        None,
-    );
+    let (ok, out, err) = submit_file(&home, &long, &server.addr);
     assert!(ok, "{err}");
     let job_id = out.trim().to_string();
     let mut watcher = Command::new(BIN)

@@ -5,21 +5,10 @@
 
 use serde_json::json;
 use shotline::protocol::wire::Response;
-use shotline::protocol::{encode_frame, JobStatus, Value};
-use shotline_client::{ClientError, JobsQuery, SubmitOptions};
+use shotline::protocol::{encode_frame, JobStatus};
+use shotline_client::{JobsQuery, SubmitOptions};
 
 use crate::common::*;
-
-fn value(v: serde_json::Value) -> Value {
-    serde_json::from_value(v).unwrap()
-}
-
-fn server_error<T: std::fmt::Debug>(r: Result<T, ClientError>) -> shotline::protocol::ErrorBody {
-    match r {
-        Err(ClientError::Server(e)) => e,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
 
 fn measure_only(shots: u32) -> serde_json::Value {
     experiment(json!([["measure", [0], []]]), shots, Some(1))
@@ -32,16 +21,6 @@ fn tagged(tags: Vec<String>) -> SubmitOptions {
     }
 }
 
-async fn login(r: &Remote, name: &str, admin: bool) -> (shotline_client::Client, String) {
-    r.rt.service()
-        .add_user(name, "password123", admin)
-        .await
-        .unwrap();
-    let c = r.client().await;
-    let token = c.login(name, "password123").await.unwrap().token;
-    (c, token)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit() {
     let mut config = sim_config();
@@ -49,8 +28,8 @@ async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit() {
     config.limits.max_tags = 32;
     config.limits.max_tag_bytes = 1024;
     let r = serve_remote(config).await;
-    let (c, token) = login(&r, "alice", false).await;
-    let (admin, admin_token) = login(&r, "root", true).await;
+    let (c, token) = r.user("alice", false).await;
+    let (admin, admin_token) = r.user("root", true).await;
     let job = || value(json!({ "e": measure_only(1) }));
 
     // Each bound names the field, the value and the limit.
@@ -244,7 +223,7 @@ async fn a_result_over_the_answer_limit_is_refused_and_one_just_under_is_fetched
     config.limits.max_response_bytes = LIMIT;
     let section = config.backends[0].clone();
     let r = serve_remote(config).await;
-    let (c, token) = login(&r, "alice", false).await;
+    let (c, token) = r.user("alice", false).await;
     let (published, _) = r.rt.service().backend("singlequdit").await.unwrap();
     // n experiments of one shot with 200-byte names: the most whose result bound fits.
     let job = |n: usize| {
@@ -373,7 +352,7 @@ async fn an_idempotency_key_compares_the_backend_and_the_options() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn re_enabling_a_user_does_not_revive_its_tokens() {
     let r = serve_remote(sim_config()).await;
-    let (c, token) = login(&r, "alice", false).await;
+    let (c, token) = r.user("alice", false).await;
     assert_eq!(c.whoami(&token).await.unwrap().0, "alice");
     let svc = r.rt.service();
     svc.set_user_disabled("alice", true).await.unwrap();
@@ -389,7 +368,7 @@ async fn re_enabling_a_user_does_not_revive_its_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_refuses_impossible_dates_naming_the_field() {
     let r = serve_remote(sim_config()).await;
-    let (c, token) = login(&r, "alice", false).await;
+    let (c, token) = r.user("alice", false).await;
     for (since, until, field, bad) in [
         (
             Some("2026-13-40T00:00:00Z"),
@@ -445,7 +424,7 @@ async fn jobs_refuses_impossible_dates_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_do_not_echo_request_sized_values() {
     let r = serve_remote(sim_config()).await;
-    let (c, token) = login(&r, "alice", false).await;
+    let (c, token) = r.user("alice", false).await;
     let huge = "x".repeat(1 << 20);
     let e = server_error(c.status(&token, &huge).await);
     assert_eq!(e.code, "NOT_FOUND");
@@ -485,7 +464,7 @@ async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_t
     let mut config = sim_config();
     config.limits.max_response_bytes = 65_536;
     let r = serve_remote(config).await;
-    let (c, token) = login(&r, "alice", false).await;
+    let (c, token) = r.user("alice", false).await;
     let first = c
         .submit(
             &token,

@@ -6,33 +6,9 @@ use std::time::Duration;
 use serde_json::json;
 use shotline::protocol::wire::JobEvent;
 use shotline::protocol::{JobStatus, Value};
-use shotline_client::{Client, ClientError, JobsQuery, SubmitOptions};
+use shotline_client::{ClientError, JobsQuery, SubmitOptions};
 
 use crate::common::*;
-
-impl Remote {
-    async fn user(&self, name: &str, admin: bool) -> (Client, String) {
-        self.rt
-            .service()
-            .add_user(name, "password123", admin)
-            .await
-            .unwrap();
-        let c = self.client().await;
-        let token = c.login(name, "password123").await.unwrap().token;
-        (c, token)
-    }
-}
-
-fn value(v: serde_json::Value) -> Value {
-    serde_json::from_value(v).unwrap()
-}
-
-fn code(r: Result<impl std::fmt::Debug, ClientError>) -> String {
-    match r {
-        Err(ClientError::Server(e)) => e.code,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
 
 fn long_job() -> Value {
     value(job1(
