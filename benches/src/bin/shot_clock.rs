@@ -78,6 +78,33 @@ struct Waits {
     early: u64,
     cpu_ns: u64,
     wall_ns: u64,
+    /// Minor page faults and involuntary context switches of the waiting thread (getrusage).
+    faults: u64,
+    preempted: u64,
+    /// Time spent runnable but waiting for a CPU (schedstat run_delay).
+    run_delay_ns: u64,
+    /// Waits that returned more than 1 µs late.
+    late_1us: u64,
+}
+
+/// Time (ns) the calling thread has spent runnable but waiting for a CPU, from its `schedstat`.
+fn thread_run_delay_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (minor faults, involuntary context switches) of the calling thread so far.
+fn thread_rusage() -> (u64, u64) {
+    // SAFETY: `ru` is plain data written by the kernel; RUSAGE_THREAD covers the calling thread only.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut ru) != 0 {
+            return (0, 0);
+        }
+        (ru.ru_minflt as u64, ru.ru_nivcsw as u64)
+    }
 }
 
 impl Waits {
@@ -88,6 +115,10 @@ impl Waits {
             early: 0,
             cpu_ns: 0,
             wall_ns: 0,
+            faults: 0,
+            preempted: 0,
+            run_delay_ns: 0,
+            late_1us: 0,
         }
     }
 
@@ -99,6 +130,9 @@ impl Waits {
         if returned < deadline {
             self.early += 1;
         }
+        if returned > deadline + 1_000 {
+            self.late_1us += 1;
+        }
         record(&mut self.lateness, returned.saturating_sub(deadline));
     }
 }
@@ -106,6 +140,8 @@ impl Waits {
 /// Waits for `n` deadlines `PERIOD_NS` apart (absolute grid starting one period from now) with `method`,
 /// adding to `waits`.
 fn measure(method: Method, n: u64, waits: &mut Waits) -> Result<()> {
+    let (faults0, preempted0) = thread_rusage();
+    let delay0 = thread_run_delay_ns();
     let cpu0 = thread_cpu_ns();
     let wall0 = monotonic_ns();
     let first = wall0 + PERIOD_NS;
@@ -173,6 +209,10 @@ fn measure(method: Method, n: u64, waits: &mut Waits) -> Result<()> {
     }
     waits.cpu_ns += thread_cpu_ns() - cpu0;
     waits.wall_ns += monotonic_ns() - wall0;
+    let (faults1, preempted1) = thread_rusage();
+    waits.faults += faults1.saturating_sub(faults0);
+    waits.preempted += preempted1.saturating_sub(preempted0);
+    waits.run_delay_ns += thread_run_delay_ns().saturating_sub(delay0);
     Ok(())
 }
 
@@ -289,6 +329,22 @@ fn find_thread(comm: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// (minor faults, involuntary context switches) of a thread so far, from its `stat` and `status`.
+fn task_faults(task: &std::path::Path) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    // Fields after the parenthesised name: state is field 3, minflt field 10.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let minflt: u64 = rest.split_whitespace().nth(7)?.parse().ok()?;
+    let status = std::fs::read_to_string(task.join("status")).ok()?;
+    let nonvol: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((minflt, nonvol))
+}
+
 /// CPU time (ns) a thread has run so far, from its `schedstat`.
 fn task_cpu_ns(task: &std::path::Path) -> Option<u64> {
     let stat = std::fs::read_to_string(task.join("schedstat")).ok()?;
@@ -313,6 +369,7 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
     let mut lateness = new_histogram();
     let task = find_thread("shot-clock-b");
     let cpu0 = task.as_deref().and_then(task_cpu_ns);
+    let faults0 = task.as_deref().and_then(task_faults);
     let wall0 = monotonic_ns();
     control
         .start(ExperimentRun {
@@ -326,9 +383,16 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
         .map_err(|e| anyhow!("starting the run: {e}"))?;
     let guard = Instant::now() + Duration::from_secs(120);
     let mut shot_records = 0u64;
+    let mut late_1us = 0u64;
+    let mut by_time: std::collections::BTreeMap<Nanos, Histogram<u64>> = Default::default();
     let summary = loop {
         while let Ok(e) = outputs.events.pop() {
+            late_1us += u64::from(e.lateness_ns > 1_000);
             record(&mut lateness, e.lateness_ns.max(0) as u64);
+            record(
+                by_time.entry(e.scheduled_ns).or_insert_with(new_histogram),
+                e.lateness_ns.max(0) as u64,
+            );
         }
         match outputs.reports.pop() {
             Ok(ClockReport::Shot(_)) => shot_records += 1,
@@ -343,7 +407,9 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
     };
     let wall = monotonic_ns() - wall0;
     let cpu1 = task.as_deref().and_then(task_cpu_ns);
+    let faults1 = task.as_deref().and_then(task_faults);
     while let Ok(e) = outputs.events.pop() {
+        late_1us += u64::from(e.lateness_ns > 1_000);
         record(&mut lateness, e.lateness_ns.max(0) as u64);
     }
     control.shutdown();
@@ -354,6 +420,13 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
         (Some(a), Some(b)) => serde_json::Value::from(fraction(b.saturating_sub(a), wall)),
         _ => serde_json::Value::Null,
     };
+    let (faults, preempted) = match (faults0, faults1) {
+        (Some(a), Some(b)) => (
+            serde_json::Value::from(b.0.saturating_sub(a.0)),
+            serde_json::Value::from(b.1.saturating_sub(a.1)),
+        ),
+        _ => (serde_json::Value::Null, serde_json::Value::Null),
+    };
     Ok(
         ResultRow::new(format!("full_path_margin_{}us", margin_ns / 1000))
             .rate((summary.shots_done as f64 / (wall as f64 / 1e9) * 10.0).round() / 10.0)
@@ -363,6 +436,21 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
             .field("events_per_shot", events_per_shot)
             .field("underflows", summary.underflows)
             .field("event_overflows", summary.event_overflows)
+            .field("late_over_1us", late_1us)
+            .field(
+                "p99_ns_by_event_time",
+                by_time
+                    .iter()
+                    .map(|(t, h)| {
+                        (
+                            t.to_string(),
+                            serde_json::Value::from(h.value_at_quantile(0.99)),
+                        )
+                    })
+                    .collect::<serde_json::Map<_, _>>(),
+            )
+            .field("minor_faults", faults)
+            .field("preempted", preempted)
             .field("cpu_fraction", cpu),
     )
 }
@@ -430,7 +518,11 @@ fn main() -> Result<()> {
                 .field("seconds", (w.wall_ns as f64 / 1e8).round() / 10.0)
                 .field("cpu_fraction", fraction(w.cpu_ns, w.wall_ns))
                 .field("behind", w.behind)
-                .field("early", w.early),
+                .field("early", w.early)
+                .field("late_over_1us", w.late_1us)
+                .field("minor_faults", w.faults)
+                .field("preempted", w.preempted)
+                .field("run_delay_us", w.run_delay_ns / 1000),
         );
     }
     report.results.push(

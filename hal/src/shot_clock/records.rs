@@ -4,7 +4,7 @@ use crate::device::{DeviceError, Readout};
 use crate::time::Nanos;
 
 /// One shot as played.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ShotRecord {
     /// The run this shot belongs to.
     pub run_id: u64,
@@ -29,17 +29,18 @@ pub struct ShotRecord {
 }
 
 /// Which time an event's lateness was measured with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stamp {
     /// The host's monotonic clock read right after the device call returned (software-timed devices): the
     /// output was on by then at the latest, so the lateness is never optimistic.
+    #[default]
     AfterApply,
     /// The driver's own time of application, on the host's monotonic clock (hardware-timed devices).
     Device,
 }
 
 /// Lateness of one applied event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EventRecord {
     /// The run.
     pub run_id: u64,
