@@ -345,9 +345,8 @@ pub fn announce(stress: &Stressor, plan: &RealtimePlan) {
     match (&plan.why_not, plan.cpu) {
         (Some(why), _) => eprintln!("noisy: real-time rows run without real time: {why}"),
         (None, Some(cpu)) => eprintln!(
-            "noisy: real-time opt-in: SCHED_FIFO {RT_PRIORITY} pinned to cpu {cpu}, mlock; windows of ~1 s, \
-             {} ms pause between them; control-plane threads kept off cpu {cpu}",
-            RT_PAUSE.as_millis()
+            "noisy: real-time opt-in: SCHED_FIFO {RT_PRIORITY} pinned to cpu {cpu}, mlock; real-time work in \
+             bounded windows (~1 s at most) with pauses between them; control-plane threads kept off cpu {cpu}"
         ),
         (None, None) => {}
     }
