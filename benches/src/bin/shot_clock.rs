@@ -455,6 +455,48 @@ fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> R
     )
 }
 
+/// One `SCHED_IDLE` busy thread per allowed CPU (diagnostic: no vCPU ever halts while they run; any other
+/// thread preempts them). Stopped and joined on drop.
+struct IdleSpinners {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IdleSpinners {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = shotline_hal::realtime::allowed_cpus()
+            .into_iter()
+            .filter_map(|_| {
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name("idle-spin".into())
+                    .spawn(move || {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        // SAFETY: valid sched_param for the calling thread (pid 0).
+                        unsafe {
+                            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                        }
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for IdleSpinners {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The single-qudit backend's `timing` from the embedded `configs/sim.yaml`: (sleep margin, lead, slack).
 fn sim_timing() -> Result<(Nanos, Nanos, Nanos)> {
     let config = parse_str(SIM_YAML, "sim.yaml").map_err(|e| anyhow!("embedded sim.yaml: {e}"))?;
@@ -537,6 +579,17 @@ fn main() -> Result<()> {
         full_path(margin_ns, lead_ns, slack_ns, shots)
             .with_context(|| format!("full path with margin {margin_ns} ns"))?,
     );
+    // The same full path while a SCHED_IDLE spinner per CPU keeps every vCPU from halting (they yield to any
+    // other thread at once): shows how much of the full path's tail is the wake-up of a halted vCPU.
+    let awake = {
+        let _spinners = IdleSpinners::start();
+        full_path(margin_ns, lead_ns, slack_ns, shots)
+            .with_context(|| format!("full path with margin {margin_ns} ns, vCPUs kept awake"))?
+    };
+    report.results.push(ResultRow {
+        name: format!("{}_vcpus_awake", awake.name),
+        ..awake
+    });
     let p99 = |m: Method| report.row(&m.name()).and_then(|r| r.p99_ns).unwrap_or(0);
     let spin = p99(Method::BareSpin);
     let tokio = p99(Method::Tokio);
