@@ -15,7 +15,13 @@
 //! alike. Lateness = time the wait returned − deadline. `cpu_fraction` = CPU time of the waiting thread /
 //! wall time. Targets (checked on the sim.yaml margin): p99 ≤ max(1.5 × bare-spin p99, bare-spin p99 + 1 µs);
 //! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. Then the full path: the real shot clock thread with
-//! simulated devices plays back-to-back shots with the sim.yaml timing.
+//! simulated devices plays back-to-back shots with the sim.yaml timing, once as is and once with a
+//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic). Every row
+//! also reports the waiting thread's late waits, minor faults, involuntary switches and run delay.
+//!
+//! `--noisy` (see `shotline_benches::noisy`): under a CPU+memory stressor on every core and control-plane
+//! load through the gateway, the shot clock on a 100 µs grid without and with the real-time opt-in, and the
+//! real-time `bare_spin` floor; rows carry `noisy`, `realtime`, `realtime_granted`, `p99_ns`, `underflows`.
 
 use std::time::{Duration, Instant};
 
