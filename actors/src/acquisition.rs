@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use shotline_hal::shot_clock::{ClockOutputs, ClockReport, RunSummary};
-use shotline_protocol::TimingSummary;
+use shotline_hal::shot_clock::{ClockOutputs, ClockReport, RunSummary, Stamp};
+use shotline_protocol::{LatenessStamp, TimingSummary};
 
 use crate::analysis::AnalysisMsg;
 
@@ -107,6 +107,8 @@ pub struct Acquisition {
     analysis: ActorRef<AnalysisMsg>,
     backlog: ShotBacklog,
     lateness: BTreeMap<u64, Histogram<u64>>,
+    /// Per run: (events stamped after the device call, events stamped by the device).
+    stamps: BTreeMap<u64, (u64, u64)>,
 }
 
 /// The acquisition actor.
@@ -133,11 +135,21 @@ impl Acquisition {
             if let Some(h) = self.lateness.get_mut(&ev.run_id) {
                 record_lateness(h, ev.lateness_ns);
             }
+            let counts = self.stamps.entry(ev.run_id).or_default();
+            match ev.stamp {
+                Stamp::AfterApply => counts.0 += 1,
+                Stamp::Device => counts.1 += 1,
+            }
         }
     }
 
     fn timing(&mut self, summary: &RunSummary) -> TimingSummary {
         let h = self.lateness.remove(&summary.run_id);
+        let stamped = match self.stamps.remove(&summary.run_id).unwrap_or_default() {
+            (_, 0) => LatenessStamp::AfterApply,
+            (0, _) => LatenessStamp::DeviceApplied,
+            _ => LatenessStamp::Mixed,
+        };
         let q = |h: &Option<Histogram<u64>>, q: f64| {
             h.as_ref()
                 .map(|h| h.value_at_quantile(q) as i64)
@@ -153,6 +165,7 @@ impl Acquisition {
             underflows: summary.underflows,
             lost_shots: summary.shot_overflows,
             lost_events: summary.event_overflows,
+            stamped,
         }
     }
 }
@@ -173,6 +186,7 @@ impl Actor for AcquisitionActor {
             analysis: args.analysis,
             backlog: args.backlog,
             lateness: BTreeMap::new(),
+            stamps: BTreeMap::new(),
         })
     }
 

@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 pub mod inproc;
+pub mod noisy;
 pub mod remote;
 
 use hdrhistogram::Histogram;
@@ -26,6 +27,9 @@ pub struct Args {
     pub quick: bool,
     /// Print one JSON document instead of a table.
     pub json: bool,
+    /// `shot_clock` and `e2e_inproc`: run under a CPU+memory stressor and control-plane load, with and without
+    /// the real-time opt-in (the other benchmarks refuse it).
+    pub noisy: bool,
 }
 
 /// What the command line asked for.
@@ -49,10 +53,11 @@ where
         match arg.as_ref() {
             "--quick" => parsed.quick = true,
             "--json" => parsed.json = true,
+            "--noisy" => parsed.noisy = true,
             "--help" | "-h" => return Ok(Parsed::Help),
             other => {
                 return Err(format!(
-                    "unknown argument `{other}`; allowed: --quick, --json, --help"
+                    "unknown argument `{other}`; allowed: --quick, --json, --noisy, --help"
                 ))
             }
         }
@@ -64,10 +69,18 @@ where
 /// exits 2 on a bad argument.
 pub fn args_or_exit(binary: &str, about: &str) -> Args {
     let usage = format!(
-        "{about}\n\nusage: cargo run --release --bin {binary} -- [--quick] [--json]\n  \
-         --quick  fewer iterations (under 60 s)\n  --json   print one JSON document instead of a table"
+        "{about}\n\nusage: cargo run --release --bin {binary} -- [--quick] [--json] [--noisy]\n  \
+         --quick  fewer iterations (under 60 s)\n  --json   print one JSON document instead of a table\n  \
+         --noisy  (shot_clock, e2e_inproc) under a CPU+memory stressor and control-plane load, with and \
+         without the real-time opt-in"
     );
     match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(args)) if args.noisy && !matches!(binary, "shot_clock" | "e2e_inproc") => {
+            eprintln!(
+                "{binary}: --noisy is only implemented by shot_clock and e2e_inproc\n\n{usage}"
+            );
+            std::process::exit(2);
+        }
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Help) => {
             println!("{usage}");
@@ -264,6 +277,8 @@ pub struct Report {
     pub benchmark: String,
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// Whether `--noisy` was given.
+    pub noisy: bool,
     /// Where it ran.
     pub machine: Machine,
     /// One row per measured variant.
@@ -280,6 +295,7 @@ impl Report {
         Self {
             benchmark: benchmark.into(),
             quick: args.quick,
+            noisy: args.noisy,
             machine: Machine::current(),
             results: Vec::new(),
             targets: Vec::new(),
@@ -412,7 +428,8 @@ mod tests {
             parse_args(["--json", "--quick"]),
             Ok(Parsed::Run(Args {
                 quick: true,
-                json: true
+                json: true,
+                noisy: false,
             }))
         );
         assert_eq!(

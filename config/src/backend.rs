@@ -40,11 +40,14 @@ impl DeviceDriver {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnderflowPolicy {
-    /// Fail the shot.
+    /// Fail the shot (the late event is applied, then the run stops).
     Fail,
     /// Record the underflow and go on (default).
     #[default]
     Record,
+    /// Stop the run before a late event is applied (ARTIQ's RTIOUnderflow): the late output is never
+    /// played, the devices go to their safe state and the job ends ERROR.
+    Abort,
 }
 
 /// What happens when the acquisition ring overflows (shot records lost because nobody drained them in time).
@@ -153,11 +156,11 @@ pub fn default_devices() -> Vec<DeviceSection> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimingSection {
-    /// Each shot starts this long after the clock decides to start it.
+    /// Each shot starts this long after the clock decides to start it (<= 10 s).
     pub lead_ns: u64,
-    /// Shot repetition period; 0 = back to back.
+    /// Shot repetition period; 0 = back to back (<= 1 h).
     pub cycle_ns: u64,
-    /// Lateness above this is an underflow.
+    /// Lateness above this is an underflow (<= 1 s).
     pub slack_ns: u64,
     /// Sleep until deadline minus this margin, then spin (<= 1 s).
     pub sleep_margin_ns: u64,

@@ -14,6 +14,18 @@ pub const JOB_SUMMARY_FIXED_BYTES: u64 = 8192;
 
 /// Longest accepted `sleep_margin_ns` (one second).
 const MAX_SLEEP_MARGIN_NS: u64 = 1_000_000_000;
+/// Longest accepted `lead_ns` (ten seconds).
+const MAX_LEAD_NS: u64 = 10_000_000_000;
+/// Longest accepted `cycle_ns` (one hour).
+const MAX_CYCLE_NS: u64 = 3_600_000_000_000;
+/// Largest accepted `slack_ns` (one second; far below `i64::MAX`, so lateness comparisons never wrap).
+const MAX_SLACK_NS: u64 = 1_000_000_000;
+/// Longest accepted `sequence.gap_ns` (one second).
+const MAX_GAP_NS: u64 = 1_000_000_000;
+/// Longest accepted load pulse and camera exposure (ten seconds).
+const MAX_STEP_NS: u64 = 10_000_000_000;
+/// Highest accepted `realtime.cpu` (the kernel's `CPU_SETSIZE` is 1024).
+const MAX_CPU: usize = 1023;
 
 /// Collects issues while walking the configuration.
 #[derive(Default)]
@@ -263,6 +275,22 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
     v.range(&format!("{path}.max_atoms"), b.max_atoms, 1, 500);
 
     let t = &b.timing;
+    v.range(&format!("{path}.timing.lead_ns"), t.lead_ns, 0, MAX_LEAD_NS);
+    v.range(
+        &format!("{path}.timing.cycle_ns"),
+        t.cycle_ns,
+        0,
+        MAX_CYCLE_NS,
+    );
+    v.range(
+        &format!("{path}.timing.slack_ns"),
+        t.slack_ns,
+        0,
+        MAX_SLACK_NS,
+    );
+    if let Some(cpu) = t.realtime.cpu {
+        v.range(&format!("{path}.timing.realtime.cpu"), cpu, 0, MAX_CPU);
+    }
     v.range(
         &format!("{path}.timing.sleep_margin_ns"),
         t.sleep_margin_ns,
@@ -316,11 +344,18 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
 
     let s = &b.sequence;
     let sp = format!("{path}.sequence");
-    v.at_least(&format!("{sp}.load.duration_ns"), s.load.duration_ns, 1);
-    v.at_least(
+    v.range(&format!("{sp}.gap_ns"), s.gap_ns, 0, MAX_GAP_NS);
+    v.range(
+        &format!("{sp}.load.duration_ns"),
+        s.load.duration_ns,
+        1,
+        MAX_STEP_NS,
+    );
+    v.range(
         &format!("{sp}.measure.exposure_ns"),
         s.measure.exposure_ns,
         1,
+        MAX_STEP_NS,
     );
     v.positive_finite(
         &format!("{sp}.rlx.rabi_frequency_hz"),

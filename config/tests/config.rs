@@ -214,7 +214,7 @@ fn bad_enum_value_lists_allowed_values() {
         "backends[0].timing.underflow_policy",
         "sometimes",
         0,
-        &["unknown value \"sometimes\", expected one of: fail, record"],
+        &["unknown value \"sometimes\", expected one of: fail, record, abort"],
     );
     let display = parse_str(&text, "sim.yaml").unwrap_err().to_string();
     let (line, column) = pos_of(&text, "sometimes");
@@ -222,7 +222,7 @@ fn bad_enum_value_lists_allowed_values() {
         display,
         format!(
             "sim.yaml:{line}:{column}: backends[0].timing.underflow_policy: \
-             unknown value \"sometimes\", expected one of: fail, record"
+             unknown value \"sometimes\", expected one of: fail, record, abort"
         )
     );
 }
@@ -248,6 +248,75 @@ fn out_of_range_number() {
         "2000000",
         0,
         &["2000000", "1..=1000000"],
+    );
+}
+
+/// Every timing value has an upper bound; the error names the path, the value and the limit.
+#[test]
+fn timing_values_have_upper_bounds_named_in_the_error() {
+    let cases: [(&str, &str, &str); 5] = [
+        ("lead_ns", "10000000001", "0..=10000000000"),
+        ("cycle_ns", "3600000000001", "0..=3600000000000"),
+        ("slack_ns", "18446744073709551615", "0..=1000000000"),
+        ("sleep_margin_ns", "1000000001", "0..=1000000000"),
+        ("shot_ring", "1048577", "2..=1048576"),
+    ];
+    for (key, value, limit) in cases {
+        let text = replaced(
+            "      underflow_policy: record\n",
+            &format!("      underflow_policy: record\n      {key}: {value}\n"),
+        );
+        assert_issue(
+            &text,
+            &format!("backends[0].timing.{key}"),
+            value,
+            0,
+            &[value, limit],
+        );
+    }
+    let text = replaced(
+        "      underflow_policy: record\n",
+        "      underflow_policy: record\n      event_ring: 1\n",
+    );
+    assert_issue(
+        &text,
+        "backends[0].timing.event_ring",
+        "event_ring: 1",
+        12,
+        &["2..=4194304"],
+    );
+    let text = replaced("priority: 80 }", "priority: 80, cpu: 5000 }");
+    assert_issue(
+        &text,
+        "backends[0].timing.realtime.cpu",
+        "5000",
+        0,
+        &["5000", "0..=1023"],
+    );
+    // The largest accepted values pass.
+    let text = replaced(
+        "      underflow_policy: record\n",
+        "      underflow_policy: abort\n      lead_ns: 10000000000\n      cycle_ns: 3600000000000\n      slack_ns: 1000000000\n",
+    );
+    let config = parse_str(&text, "ok.yaml").unwrap();
+    assert_eq!(
+        config.backends[0].timing.underflow_policy,
+        UnderflowPolicy::Abort
+    );
+}
+
+#[test]
+fn sequence_timing_values_have_upper_bounds() {
+    let text = replaced(
+        "    timing:\n",
+        "    sequence:\n      gap_ns: 2000000000\n    timing:\n",
+    );
+    assert_issue(
+        &text,
+        "backends[0].sequence.gap_ns",
+        "2000000000",
+        0,
+        &["2000000000", "0..=1000000000"],
     );
 }
 

@@ -44,13 +44,26 @@ pub fn sleep_until_ns(deadline: Nanos) {
     }
 }
 
-/// How the shot clock waits for a deadline. `wait_until` returns the time at which the wait ended, which is
-/// the apply time stamp of the event (lateness = returned - deadline).
+/// Longest single sleep of a cancellable wait: a far deadline (a long lead or cycle) is slept in pieces of
+/// at most this, so an abort or a shutdown is noticed within it instead of at the deadline.
+pub const WAIT_CHUNK_NS: Nanos = 10_000_000;
+
+/// How the shot clock waits for a deadline. `wait_until` returns the time at which the wait ended; the
+/// shot clock checks it against the deadline before applying an event, and stamps the event's lateness
+/// with [`ShotTimer::now`] once the device call has returned.
 pub trait ShotTimer: Send {
     /// Current time in nanoseconds.
     fn now(&mut self) -> Nanos;
     /// Waits until `deadline` and returns the time the wait ended (never earlier than `deadline`).
     fn wait_until(&mut self, deadline: Nanos) -> Nanos;
+    /// Like [`ShotTimer::wait_until`], but a long wait gives up (`None`) once `cancelled()` says so: a real
+    /// timer sleeps a deadline further than its margin plus [`WAIT_CHUNK_NS`] in pieces and checks between
+    /// them (short waits, the normal case, never check). The default (simulated time, which never really
+    /// waits) never gives up.
+    fn wait_until_or(&mut self, deadline: Nanos, cancelled: &dyn Fn() -> bool) -> Option<Nanos> {
+        let _ = cancelled;
+        Some(self.wait_until(deadline))
+    }
 }
 
 /// The real clock: sleep until `margin_ns` before the deadline, then spin on the vDSO clock.
@@ -72,7 +85,29 @@ impl ShotTimer for MonotonicTimer {
     }
 
     fn wait_until(&mut self, deadline: Nanos) -> Nanos {
+        let now = monotonic_ns();
+        self.wait_from(now, deadline)
+    }
+
+    fn wait_until_or(&mut self, deadline: Nanos, cancelled: &dyn Fn() -> bool) -> Option<Nanos> {
         let mut now = monotonic_ns();
+        // Far deadlines are slept in pieces, checking for cancellation in between; the last piece (and
+        // every ordinary wait, shorter than a chunk) costs nothing extra and is never cancelled.
+        while deadline.saturating_sub(now) > self.margin_ns.saturating_add(WAIT_CHUNK_NS) {
+            if cancelled() {
+                return None;
+            }
+            sleep_until_ns(now + WAIT_CHUNK_NS);
+            now = monotonic_ns();
+        }
+        Some(self.wait_from(now, deadline))
+    }
+}
+
+impl MonotonicTimer {
+    /// Waits from `now` (just read) until `deadline`: sleep until the margin, then spin.
+    #[inline]
+    fn wait_from(&self, mut now: Nanos, deadline: Nanos) -> Nanos {
         if now >= deadline {
             return now;
         }
@@ -143,6 +178,26 @@ mod tests {
         let deadline = monotonic_ns() + 300_000;
         let got = t.wait_until(deadline);
         assert!(got >= deadline);
+    }
+
+    #[test]
+    fn a_far_wait_gives_up_soon_after_it_is_cancelled() {
+        let mut t = MonotonicTimer::new(50_000);
+        let start = monotonic_ns();
+        let flag = std::sync::atomic::AtomicBool::new(false);
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            // A deadline a century away.
+            t.wait_until_or(start + 3_000_000_000_000_000_000, &|| {
+                flag.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        });
+        assert_eq!(got, None);
+        // Generous bound for a loaded machine: far below the deadline, a few chunks after the cancel.
+        assert!(monotonic_ns() - start < 5_000_000_000);
     }
 
     #[test]

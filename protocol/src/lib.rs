@@ -25,8 +25,8 @@ pub use error::{ErrorCode, ValidationError, ValidationReport, MAX_REPORTED_ERROR
 pub use job::{Experiment, Instruction, Job, WireOrder};
 pub use limits::{check_options, JobLimits};
 pub use result::{
-    ExperimentData, ExperimentHeader, ExperimentResult, JobResult, JobStatus, StatusRecord,
-    TimingSummary, UnknownStatus,
+    ExperimentData, ExperimentHeader, ExperimentResult, JobResult, JobStatus, LatenessStamp,
+    StatusRecord, TimingSummary, UnknownStatus,
 };
 pub use validate::{validate_job, validate_job_within, EXPERIMENT_FIELDS};
 pub use value::Value;

@@ -137,6 +137,22 @@ pub struct TimingSummary {
     /// Lateness records lost to a full event ring (the percentiles then cover the others).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lost_events: u64,
+    /// Which time the lateness was measured with.
+    #[serde(default)]
+    pub stamped: LatenessStamp,
+}
+
+/// Which time an execution's lateness figures were measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatenessStamp {
+    /// The host's monotonic clock when the device call returned (software-timed devices; never optimistic).
+    #[default]
+    AfterApply,
+    /// The driver's own applied time (hardware-timed devices: a timing card's time stamps).
+    DeviceApplied,
+    /// Some events of each kind (a backend with software- and hardware-timed devices).
+    Mixed,
 }
 
 fn is_zero(v: &u64) -> bool {

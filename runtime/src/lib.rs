@@ -5,6 +5,7 @@
 //! the `shotline` binary (service and client commands).
 
 pub mod admin;
+pub mod affinity;
 pub mod datadir;
 pub mod drill;
 pub mod logging;

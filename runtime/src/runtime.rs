@@ -87,6 +87,10 @@ pub const LOCAL_USER: &str = "local";
 
 impl Runtime {
     /// Starts a runtime from a loaded configuration file.
+    ///
+    /// Cores pinned for shot clocks (`timing.realtime.cpu`) are kept free of the runtime's other threads only
+    /// if the embedder reserved them before building its tokio runtime
+    /// ([`crate::affinity::reserve_shot_clock_cpus`], as `shotline serve` does); otherwise a warning says so.
     pub async fn start(
         loaded: LoadedConfig,
         options: StartOptions,
@@ -115,6 +119,16 @@ impl Runtime {
                     .join("\n"),
             )
         })?;
+        let unreserved = crate::affinity::unreserved(&config);
+        if !unreserved.is_empty() {
+            // Embedding: the caller's tokio threads exist already and may share the pinned shot clocks' cores.
+            tracing::warn!(
+                cpus = ?unreserved,
+                "cores pinned for shot clocks (timing.realtime.cpu) are not reserved: tokio workers and the store \
+                 thread may run on them; call shotline::affinity::reserve_shot_clock_cpus on the main thread \
+                 before building the tokio runtime (as `shotline serve` does)"
+            );
+        }
         let data_dir = config.data_dir().to_path_buf();
         // Claim the data dir (created 0700) before anything reads or writes it, then check the store:
         // integrity, the initialised marker and the acknowledged work (see `datadir`).

@@ -460,6 +460,19 @@ async fn play_all(
                     "{name}: underflow in shot {shot}: event {event} of device {device_name} was {lateness_ns} ns late (slack {slack_ns} ns); {shots_done} shots completed"
                 )))
             }
+            RunOutcome::UnderflowAbort {
+                shot,
+                device_name,
+                event,
+                deadline_ns,
+                lateness_ns,
+                slack_ns,
+                ..
+            } => {
+                return Err(PlayError::Failed(format!(
+                    "{name}: underflow abort in shot {shot}: event {event} of device {device_name} (deadline {deadline_ns} ns after the shot start) would have been {lateness_ns} ns late (slack {slack_ns} ns); it was not applied, the devices were driven to their safe state; {shots_done} shots completed"
+                )))
+            }
             RunOutcome::Overrun { shot, overrun_ns } => {
                 return Err(PlayError::Failed(format!(
                     "{name}: shot {shot} overran its cycle by {overrun_ns} ns; {shots_done} shots completed"

@@ -225,6 +225,7 @@ pub fn clock_config(section: &BackendSection) -> ClockConfig {
         underflow_policy: match t.underflow_policy {
             CfgPolicy::Fail => UnderflowPolicy::Fail,
             CfgPolicy::Record => UnderflowPolicy::Record,
+            CfgPolicy::Abort => UnderflowPolicy::Abort,
         },
         shot_ring: t.shot_ring as usize,
         event_ring: t.event_ring as usize,

@@ -8,7 +8,8 @@ use shotline_config::{BackendSection, DeviceDriver, LimitsSection};
 use shotline_protocol::wire::Response;
 use shotline_protocol::{
     encode_frame, BackendConfig, ErrorCode, ExperimentData, ExperimentHeader, ExperimentResult,
-    Job, JobLimits, JobResult, JobStatus, TimingSummary, ValidationError, ValidationReport,
+    Job, JobLimits, JobResult, JobStatus, LatenessStamp, TimingSummary, ValidationError,
+    ValidationReport,
 };
 
 use crate::backend::compile::{compile, shot_period_ns, CompileError};
@@ -148,6 +149,7 @@ pub fn result_bound_bytes(
         underflows: u64::MAX,
         lost_shots: u64::MAX,
         lost_events: u64::MAX,
+        stamped: LatenessStamp::DeviceApplied,
     };
     let results = job
         .experiments

@@ -32,6 +32,9 @@ fn main() -> Result<()> {
         "e2e_inproc",
         "e2e_inproc: submit -> DONE latency of a 1-experiment 100-shot singlequdit job, in process",
     );
+    if args.noisy {
+        return noisy_main(args);
+    }
     let jobs = if args.quick { 20u64 } else { 100 };
     let job: Value = serde_json::from_str(RABI_JOB).context("parsing examples/rabi.json")?;
     let shots = job["experiment_0"]["shots"].as_u64().unwrap_or(0);
@@ -138,6 +141,130 @@ fn main() -> Result<()> {
          first poll after it is set",
         POLL.as_millis()
     ));
+    report.print(args.json)?;
+    Ok(())
+}
+
+/// Whether some thread of this process named like a shot clock runs `SCHED_FIFO` pinned to `cpu`.
+fn some_clock_is_realtime_on(cpu: usize) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        name.starts_with("shot-clock-")
+            && shotline_benches::noisy::task_is_realtime_on(&e.path(), cpu)
+    })
+}
+
+/// `--noisy`: the rabi job on two runtimes, without and with the real-time opt-in (`timing.realtime` pinned
+/// to the kept core), alternating, under a CPU+memory stressor on every core and control-plane load through
+/// the gateway of a third runtime. Per variant: the shot clock's lateness p99 (99th percentile of the jobs'
+/// own p99) and underflows (sum over the jobs) from each job's timing block.
+fn noisy_main(args: shotline_benches::Args) -> Result<()> {
+    use shotline_benches::noisy::{announce, ControlLoad, RealtimePlan, Stressor};
+    let jobs = if args.quick { 10u64 } else { 50 };
+    let job: Value = serde_json::from_str(RABI_JOB).context("parsing examples/rabi.json")?;
+    let shots = job["experiment_0"]["shots"].as_u64().unwrap_or(0);
+    let plan = RealtimePlan::decide();
+    let plain_config = sim_config()?;
+    let mut rt_config = plain_config.clone();
+    {
+        let r = &mut rt_config.backends[0].timing.realtime;
+        let o = plan.options();
+        r.enabled = o.enabled;
+        r.priority = o.priority;
+        r.cpu = o.cpu;
+        r.mlock = o.mlock;
+    }
+    // The stressor first: one thread on every core, the kept one included.
+    let stress = Stressor::start()?;
+    // Then, as `serve` does: every thread created from here on (tokio workers, store threads) stays off the
+    // kept core; the real-time shot clock pins itself to it.
+    if let Err(e) = shotline::affinity::reserve_shot_clock_cpus(&rt_config) {
+        eprintln!("noisy: {e}");
+    }
+    let load = ControlLoad::start(plan.cpu)?;
+    announce(&stress, &plan);
+    let mut report = Report::new("e2e_inproc", args);
+    let dirs = (
+        tempfile::tempdir().context("creating a temporary data dir")?,
+        tempfile::tempdir().context("creating a temporary data dir")?,
+    );
+    let tokio = tokio_runtime(2)?;
+    // (lateness p99 of each job, underflows, submit→DONE) per variant; whether RT was seen granted.
+    let mut p99s = [new_histogram(), new_histogram()];
+    let mut totals = [new_histogram(), new_histogram()];
+    let mut underflows = [0u64, 0u64];
+    let mut granted = plan.cpu.is_some();
+    tokio.block_on(async {
+        let runtimes = [
+            start_runtime(plain_config, dirs.0.path()).await?,
+            start_runtime(rt_config, dirs.1.path()).await?,
+        ];
+        let timeout = Duration::from_secs(120);
+        for rt in &runtimes {
+            submit_and_time(rt, "singlequdit", &job, timeout)
+                .await
+                .context("warm-up job")?;
+        }
+        if let Some(cpu) = plan.cpu {
+            granted &= some_clock_is_realtime_on(cpu);
+        }
+        for i in 0..jobs {
+            for (v, rt) in runtimes.iter().enumerate() {
+                let t = submit_and_time(rt, "singlequdit", &job, timeout)
+                    .await
+                    .with_context(|| format!("job {i}"))?;
+                check_result(rt, &t.job_id, shots as usize).await?;
+                let result = rt.result(&t.job_id).await.map_err(|e| anyhow!("{e}"))?;
+                if let Some(timing) = &result.results[0].timing {
+                    record(&mut p99s[v], timing.p99_ns.max(0) as u64);
+                    underflows[v] += timing.underflows;
+                }
+                record(&mut totals[v], t.total_ns());
+            }
+        }
+        for rt in runtimes {
+            rt.shutdown()
+                .await
+                .map_err(|e| anyhow!("runtime shutdown: {e}"))?;
+        }
+        anyhow::Ok(())
+    })?;
+    drop(tokio);
+    let statuses = load.statuses.load(std::sync::atomic::Ordering::Relaxed);
+    let submits = load.submits.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = load.errors.load(std::sync::atomic::Ordering::Relaxed);
+    load.stop()?;
+    drop(stress);
+    for (v, realtime) in [(0usize, false), (1, true)] {
+        report.results.push(
+            ResultRow::new(if realtime {
+                "rabi_lateness_realtime"
+            } else {
+                "rabi_lateness"
+            })
+            .percentiles(&Percentiles::of(&p99s[v]))
+            .field("noisy", true)
+            .field("realtime", realtime)
+            .field("realtime_granted", realtime && granted)
+            .field("underflows", underflows[v])
+            .field("jobs", jobs)
+            .field("shots_per_job", shots)
+            .field("submit_to_done_p50_ns", Percentiles::of(&totals[v]).p50_ns)
+            .field("control_status_requests", statuses)
+            .field("control_submits", submits)
+            .field("control_errors", errors),
+        );
+    }
+    report.notes.push(
+        "noisy: percentiles are over the jobs' own lateness p99 (timing block), underflows summed over the \
+         jobs; a CPU+memory stressor on every core and control-plane load through the QUIC gateway of a \
+         third runtime run throughout; the realtime runtime pins its shot clock (SCHED_FIFO 80, mlock) to the \
+         last CPU, which every other thread of the process is kept off"
+            .into(),
+    );
     report.print(args.json)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-pub use records::{ClockReport, EventRecord, RunOutcome, RunSummary, ShotRecord};
+pub use records::{ClockReport, EventRecord, RunOutcome, RunSummary, ShotRecord, Stamp};
 
 use crate::device::{Device, DeviceHandle, Readout, ShotContext};
 use crate::realtime::{apply_realtime, RealtimeOptions};
@@ -28,6 +28,24 @@ pub enum UnderflowPolicy {
     Fail,
     /// Count it and go on.
     Record,
+    /// Stop the run before the late event is applied (checked right before the device call: if the clock
+    /// is already later than deadline + slack, the event is not applied), drive every device of the run to
+    /// its safe state and end with [`RunOutcome::UnderflowAbort`].
+    Abort,
+}
+
+/// `a - b` as a signed lateness, saturating instead of wrapping.
+fn signed_diff(a: Nanos, b: Nanos) -> i64 {
+    if a >= b {
+        (a - b).min(i64::MAX as u64) as i64
+    } else {
+        -((b - a).min(i64::MAX as u64) as i64)
+    }
+}
+
+/// The slack as a signed lateness bound (saturating: a huge slack never wraps negative).
+fn slack_i64(slack_ns: Nanos) -> i64 {
+    i64::try_from(slack_ns).unwrap_or(i64::MAX)
 }
 
 /// Timing parameters of a shot clock.
@@ -123,8 +141,14 @@ pub fn spawn(
     timer: Box<dyn ShotTimer>,
 ) -> std::io::Result<(ClockControl, ClockOutputs)> {
     let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(4);
-    let (rep_tx, rep_rx) = rtrb::RingBuffer::new(config.shot_ring.max(2));
-    let (ev_tx, ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
+    let (mut rep_tx, mut rep_rx) = rtrb::RingBuffer::new(config.shot_ring.max(2));
+    let (mut ev_tx, mut ev_rx) = rtrb::RingBuffer::new(config.event_ring.max(2));
+    // Touch every slot once now, so that the shot path never takes the page fault of a slot's first
+    // write (measured: one fault per ~100 event records, tens of µs each on this VM; docs/performance.md).
+    prefault(&mut rep_tx, &mut rep_rx, || {
+        ClockReport::Shot(ShotRecord::default())
+    });
+    prefault(&mut ev_tx, &mut ev_rx, EventRecord::default);
     let abort = Arc::new(AtomicU64::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
     let delay = Arc::new(AtomicU64::new(0));
@@ -157,6 +181,13 @@ pub fn spawn(
             events: ev_rx,
         },
     ))
+}
+
+/// Pushes items until the ring is full, then pops them all: every slot's memory is written once, so its
+/// pages are mapped before the first shot (and locked too when `mlock` is on, which happens later).
+fn prefault<T>(tx: &mut rtrb::Producer<T>, rx: &mut rtrb::Consumer<T>, make: impl Fn() -> T) {
+    while tx.push(make()).is_ok() {}
+    while rx.pop().is_ok() {}
 }
 
 impl ClockControl {
@@ -284,9 +315,17 @@ impl Worker {
         let mut guards: Vec<_> = run.devices.iter().map(|d| d.lock()).collect();
         let names: Vec<String> = guards.iter().map(|g| g.info().name.clone()).collect();
         self.play_locked(run, &mut guards, &names, &mut summary);
-        // Whatever happened, every device leaves the experiment in manual (its program stays cached).
-        for g in guards.iter_mut() {
-            let _ = g.disarm();
+        if matches!(summary.outcome, RunOutcome::UnderflowAbort { .. }) {
+            // RTIO-underflow semantics: nothing more is played, every output goes to its safe state now,
+            // before the locks are released (the control plane makes them safe again afterwards).
+            for g in guards.iter_mut() {
+                let _ = g.safe_state();
+            }
+        } else {
+            // Whatever happened, every device leaves the experiment in manual (its program stays cached).
+            for g in guards.iter_mut() {
+                let _ = g.disarm();
+            }
         }
         summary
     }
@@ -323,6 +362,11 @@ impl Worker {
         let any_hardware = hardware.contains(&true);
         let mut first_t0: Option<Nanos> = None;
         let mut readout = Readout::new();
+        let slack = slack_i64(cfg.slack_ns);
+        // A wait gives up when this run is aborted or the clock shuts down (long leads and cycles).
+        let abort = self.abort.clone();
+        let run_id = run.run_id;
+        let cancelled = move || run_id < abort.load(Ordering::Relaxed);
         for shot in 0..run.shots {
             if run.run_id < self.abort.load(Ordering::SeqCst) {
                 summary.outcome = RunOutcome::Aborted;
@@ -361,7 +405,7 @@ impl Worker {
             if overrun_ns > 0 {
                 record.underflows += 1;
                 summary.underflows += 1;
-                if cfg.underflow_policy == UnderflowPolicy::Fail {
+                if cfg.underflow_policy != UnderflowPolicy::Record {
                     summary.outcome = RunOutcome::Overrun { shot, overrun_ns };
                     break;
                 }
@@ -391,25 +435,37 @@ impl Worker {
                     continue;
                 }
                 let deadline = t0.saturating_add(t);
-                let mut applied = self.timer.wait_until(deadline);
+                let Some(mut ready) = self.timer.wait_until_or(deadline, &cancelled) else {
+                    failed = Some(RunOutcome::Aborted);
+                    break;
+                };
                 // Fault injection only: a plain load on the hot path, the swap only when armed.
                 let injected = match self.delay.load(Ordering::Relaxed) {
                     0 => 0,
                     _ => self.delay.swap(0, Ordering::Relaxed),
                 };
                 if injected > 0 {
-                    applied = self.timer.wait_until(applied.saturating_add(injected));
+                    ready = self.timer.wait_until(ready.saturating_add(injected));
                 }
-                let lateness = applied.saturating_sub(deadline) as i64;
                 let event = &run.timelines[d as usize].events[e as usize];
-                let ev_record = EventRecord {
-                    run_id: run.run_id,
-                    shot,
-                    device: d,
-                    event: e,
-                    scheduled_ns: t,
-                    lateness_ns: lateness,
-                };
+                if cfg.underflow_policy == UnderflowPolicy::Abort {
+                    // Checked before the device call: a late output is never played.
+                    let late = signed_diff(ready, deadline);
+                    if late > slack {
+                        record.underflows += 1;
+                        summary.underflows += 1;
+                        failed = Some(RunOutcome::UnderflowAbort {
+                            shot,
+                            device: d,
+                            device_name: names[d as usize].clone(),
+                            event: e,
+                            deadline_ns: t,
+                            lateness_ns: late,
+                            slack_ns: cfg.slack_ns,
+                        });
+                        break;
+                    }
+                }
                 if let Err(error) = guards[d as usize].apply(e as usize, event, &ctx) {
                     failed = Some(RunOutcome::DeviceFault {
                         shot: Some(shot),
@@ -418,6 +474,17 @@ impl Worker {
                     });
                     break;
                 }
+                // Stamped when the device call returned: the output is on by now at the latest.
+                let applied = self.timer.now().max(ready);
+                let ev_record = EventRecord {
+                    run_id: run.run_id,
+                    shot,
+                    device: d,
+                    event: e,
+                    scheduled_ns: t,
+                    lateness_ns: signed_diff(applied, deadline),
+                    stamp: Stamp::AfterApply,
+                };
                 record.events += 1;
                 record.end_ns = applied;
                 if let Some(outcome) = self.note_lateness(&mut record, summary, ev_record, names) {
@@ -429,7 +496,16 @@ impl Worker {
                 summary.outcome = outcome;
                 break;
             }
-            record.end_ns = self.timer.wait_until(t0.saturating_add(shot_len));
+            match self
+                .timer
+                .wait_until_or(t0.saturating_add(shot_len), &cancelled)
+            {
+                Some(end) => record.end_ns = end,
+                None => {
+                    summary.outcome = RunOutcome::Aborted;
+                    break;
+                }
+            }
             readout.clear();
             for (d, g) in guards.iter_mut().enumerate() {
                 if let Err(error) = g.end_shot(&ctx, &mut readout) {
@@ -480,10 +556,12 @@ impl Worker {
         if self.events.push(ev).is_err() {
             summary.event_overflows += 1;
         }
-        if ev.lateness_ns > self.config.slack_ns as i64 {
+        if ev.lateness_ns > slack_i64(self.config.slack_ns) {
             record.underflows += 1;
             summary.underflows += 1;
-            if self.config.underflow_policy == UnderflowPolicy::Fail {
+            // Under `abort` this is an event that was on time when its device call began but came out late
+            // (the call itself took too long): it was played, so it ends the run like `fail`.
+            if self.config.underflow_policy != UnderflowPolicy::Record {
                 return Some(RunOutcome::Underflow {
                     shot: ev.shot,
                     device: ev.device,
@@ -524,18 +602,14 @@ impl Worker {
                     return;
                 };
                 let deadline = t0.saturating_add(ev.t_ns);
-                let lateness = if applied >= deadline {
-                    (applied - deadline).min(i64::MAX as u64) as i64
-                } else {
-                    -((deadline - applied).min(i64::MAX as u64) as i64)
-                };
                 let rec = EventRecord {
                     run_id: run.run_id,
                     shot: ctx.shot,
                     device: d as u16,
                     event: e,
                     scheduled_ns: ev.t_ns,
-                    lateness_ns: lateness,
+                    lateness_ns: signed_diff(applied, deadline),
+                    stamp: Stamp::Device,
                 };
                 outcome = self.note_lateness(record, summary, rec, names);
             });

@@ -4,7 +4,7 @@ use crate::device::{DeviceError, Readout};
 use crate::time::Nanos;
 
 /// One shot as played.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ShotRecord {
     /// The run this shot belongs to.
     pub run_id: u64,
@@ -28,8 +28,19 @@ pub struct ShotRecord {
     pub overrun_ns: Nanos,
 }
 
+/// Which time an event's lateness was measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stamp {
+    /// The host's monotonic clock read right after the device call returned (software-timed devices): the
+    /// output was on by then at the latest, so the lateness is never optimistic.
+    #[default]
+    AfterApply,
+    /// The driver's own time of application, on the host's monotonic clock (hardware-timed devices).
+    Device,
+}
+
 /// Lateness of one applied event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EventRecord {
     /// The run.
     pub run_id: u64,
@@ -43,6 +54,8 @@ pub struct EventRecord {
     pub scheduled_ns: Nanos,
     /// Actual apply time minus scheduled time.
     pub lateness_ns: i64,
+    /// Where the actual apply time comes from.
+    pub stamp: Stamp,
 }
 
 /// How a run ended.
@@ -63,6 +76,24 @@ pub enum RunOutcome {
         /// Event index.
         event: u32,
         /// How late.
+        lateness_ns: i64,
+        /// The slack it exceeded.
+        slack_ns: Nanos,
+    },
+    /// Under the `abort` policy: an event would have been applied later than the slack, so the run stopped
+    /// before applying it (the late output was never played) and the devices were driven to their safe state.
+    UnderflowAbort {
+        /// Shot index.
+        shot: u64,
+        /// Device index.
+        device: u16,
+        /// Device name.
+        device_name: String,
+        /// Event index.
+        event: u32,
+        /// The event's deadline, relative to the shot start.
+        deadline_ns: Nanos,
+        /// How late it would have been applied (at least this much).
         lateness_ns: i64,
         /// The slack it exceeded.
         slack_ns: Nanos,

@@ -122,6 +122,7 @@ fn job_result_json_omits_empty_optionals_and_round_trips() {
         underflows: 0,
         lost_shots: 3,
         lost_events: 0,
+        stamped: shotline_protocol::LatenessStamp::AfterApply,
     });
     full.execution_id = Some("exec-1".into());
     let bytes = rmp_serde::to_vec_named(&full).unwrap();

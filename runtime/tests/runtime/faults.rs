@@ -256,6 +256,44 @@ async fn a_delayed_clock_is_an_underflow_that_fails_the_job_under_the_fail_polic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_under_the_abort_policy_is_not_played_and_the_job_ends_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_faults(sim_config());
+    config.backends[0].timing.underflow_policy = UnderflowPolicy::Abort;
+    config.backends[0].timing.slack_ns = 4_000_000;
+    let rt = start_in(dir.path(), config).await;
+    let s = rt
+        .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
+        .await
+        .unwrap();
+    running(&rt, &s.job_id).await;
+    rt.service()
+        .inject_fault(FaultSpec::ClockDelay {
+            backend: "singlequdit".into(),
+            delay_ns: 20_000_000,
+        })
+        .await
+        .unwrap();
+    let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(end.status, JobStatus::Error);
+    let msg = &end.error_message;
+    for needle in [
+        "underflow abort in shot ",
+        ": event ",
+        " of device ",
+        "(deadline ",
+        "ns late (slack 4000000 ns)",
+        "it was not applied",
+        "safe state",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    // It names the experiment first.
+    assert!(msg.starts_with("experiment_0: "), "{msg}");
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_policy() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
