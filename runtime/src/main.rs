@@ -39,19 +39,12 @@ fn main() -> std::process::ExitCode {
 
 /// Keeps every thread but the pinned shot clocks (tokio workers, blocking pool, store thread) off the cores
 /// that backends reserve with `timing.realtime.cpu`: done on the main thread before any other thread exists,
-/// so they all inherit it. Config errors are reported later by `serve` itself.
+/// so they all inherit it (`shotline::affinity`). Config errors are reported later by `serve` itself.
 fn reserve_shot_clock_cpus(config: &std::path::Path) {
     let Ok(loaded) = shotline_config::load(config) else {
         return;
     };
-    let cpus: Vec<usize> = loaded
-        .config
-        .backends
-        .iter()
-        .filter(|b| b.timing.realtime.enabled)
-        .filter_map(|b| b.timing.realtime.cpu)
-        .collect();
-    if let Err(e) = shotline_hal::realtime::exclude_cpus(&cpus) {
+    if let Err(e) = shotline::affinity::reserve_shot_clock_cpus(&loaded.config) {
         eprintln!("warning: {e}");
     }
 }
