@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    limit_malloc_arenas();
     let cli = Cli::parse();
     if let Command::Serve { config, .. } = &cli.command {
         reserve_shot_clock_cpus(config);
@@ -33,6 +34,23 @@ fn main() -> std::process::ExitCode {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives threads that contend in `malloc` arenas of their own, up to 8 per core, each reserving 64 MiB of
+/// address space: a server whose thread count moves (tokio's blocking pool, device and store threads) grows
+/// its address space in 64 MiB steps that hold almost nothing, which trips address-space limits (`ulimit -v`,
+/// container accounting) and hides real growth. At most 4 arenas (or one per core on bigger machines) keep it
+/// bounded at a small cost in allocator contention. An operator's `MALLOC_ARENA_MAX` wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = libc::c_int::try_from(cores.max(4)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets an allocator parameter; called on the main thread before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
