@@ -54,10 +54,10 @@ fn bridged(card: &CardSim, transport: BridgeTransport) -> Config {
         transport,
         reply_timeout_ms: 2_000,
         connect_timeout_ms: 5_000,
-        // Tolerate a card thread starved for 1.5 s on a loaded 2-core test machine (the default gives up after
+        // Tolerate a card thread starved for 2.5 s on a loaded 2-core test machine (the default gives up after
         // 0.5 s of silence, which parallel tests spinning shot clocks can cause); what the link does at its
         // limit is tested in hal's bridge tests.
-        max_retries: 30,
+        max_retries: 50,
         ..BridgeSection::default()
     };
     match transport {
