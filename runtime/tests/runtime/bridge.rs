@@ -311,12 +311,15 @@ async fn the_simulator_binary_with_a_drifting_clock_is_fitted_and_changes_no_res
     let dir = tempfile::tempdir().unwrap();
     let rt = start_in(dir.path(), config).await;
     assert_eq!(memory(&run_ok(&rt, &job).await, 0), expected);
-    // A card clock 2000 ppm fast (2 ms per second): once the heartbeats span a second, the fit sees it.
+    // A card clock 2000 ppm fast (2 ms per second): once the heartbeats span a second, the fit sees it. On a
+    // loaded machine most round trips are slow and the fit keeps only the fast ones, so it may take longer
+    // than the first window: look until the fit is within bounds or 20 s have passed.
     let deadline = Instant::now() + Duration::from_secs(20);
     let card = loop {
         let (_, status) = rt.service().backend("singlequdit").await.unwrap();
         let card = status.devices[1].card.clone().expect("rf has a card");
-        if card.clock_samples >= 60 {
+        let fitted = (card.drift_ppm - 2000.0).abs() < 500.0;
+        if card.clock_samples >= 60 && (fitted || Instant::now() >= deadline) {
             break card;
         }
         assert!(Instant::now() < deadline, "no clock samples: {card:?}");
