@@ -22,6 +22,9 @@
 //! `--noisy` (see `shotline_benches::noisy`): under a CPU+memory stressor on every core and control-plane
 //! load through the gateway, the shot clock on a 100 µs grid without and with the real-time opt-in, and the
 //! real-time `bare_spin` floor; rows carry `noisy`, `realtime`, `realtime_granted`, `p99_ns`, `underflows`.
+//! The real-time clock runs as configured by default (spinning through its short shots) and, for
+//! comparison, with `spin_shots_up_to_ns: 0` (`…_sleeping_in_shots`). `SHOTLINE_WAIT_DIAG=1` prints what the
+//! clock did in each late wait (`shotline_benches::wait_diag`).
 
 use std::time::{Duration, Instant};
 
@@ -673,6 +676,7 @@ impl Variant {
 /// DDS, with or without the real-time opt-in; returns whether the clock thread ran `SCHED_FIFO` on the kept core.
 fn grid_window(
     realtime: Option<&shotline_benches::noisy::RealtimePlan>,
+    spin_through_shots: bool,
     (margin_ns, lead_ns, slack_ns): (Nanos, Nanos, Nanos),
     into: &mut Variant,
 ) -> Result<()> {
@@ -702,12 +706,28 @@ fn grid_window(
         cycle_ns: 0,
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
-        realtime: realtime.map(|p| p.options()).unwrap_or_default(),
+        realtime: realtime
+            .map(|p| {
+                let mut o = p.options();
+                if !spin_through_shots {
+                    o.spin_shots_up_to_ns = 0;
+                }
+                o
+            })
+            .unwrap_or_default(),
         ..ClockConfig::default()
     };
+    let sink = shotline_benches::wait_diag::Sink::default();
+    let timer: Box<dyn ShotTimer> = if shotline_benches::wait_diag::enabled() {
+        Box::new(shotline_benches::wait_diag::DiagTimer::new(
+            margin_ns,
+            sink.clone(),
+        ))
+    } else {
+        Box::new(MonotonicTimer::new(margin_ns))
+    };
     let (mut control, mut outputs) =
-        shot_clock::spawn(name, config, Box::new(MonotonicTimer::new(margin_ns)))
-            .context("spawning the shot clock thread")?;
+        shot_clock::spawn(name, config, timer).context("spawning the shot clock thread")?;
     let task = find_thread(&format!("shot-clock-{name}"));
     control
         .start(ExperimentRun {
@@ -752,6 +772,12 @@ fn grid_window(
         record(&mut into.lateness, e.lateness_ns.max(0) as u64);
     }
     control.shutdown();
+    if shotline_benches::wait_diag::enabled() {
+        let label = format!("{name} margin {margin_ns} ns spin {spin_through_shots}");
+        if let Ok(records) = sink.lock() {
+            shotline_benches::wait_diag::report(&label, records.as_slice(), 20_000);
+        }
+    }
     if summary.outcome != RunOutcome::Completed {
         return Err(anyhow!("run ended with {:?}", summary.outcome));
     }
@@ -822,15 +848,18 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
     let mut plain = Variant::new();
     let mut rt = Variant::new();
     let mut rt_wide = Variant::new();
+    let mut rt_sleeping = Variant::new();
     let mut floor = Variant::new();
     // The real-time clock also with a margin of one grid period: it then sleeps only during the lead.
     let wide = (PERIOD_NS, timing.1, timing.2);
     for _ in 0..rounds {
-        grid_window(None, timing, &mut plain)?;
+        grid_window(None, false, timing, &mut plain)?;
         std::thread::sleep(RT_PAUSE);
-        grid_window(Some(&plan), timing, &mut rt)?;
+        grid_window(Some(&plan), true, timing, &mut rt)?;
         std::thread::sleep(RT_PAUSE);
-        grid_window(Some(&plan), wide, &mut rt_wide)?;
+        grid_window(Some(&plan), false, timing, &mut rt_sleeping)?;
+        std::thread::sleep(RT_PAUSE);
+        grid_window(Some(&plan), false, wide, &mut rt_wide)?;
         std::thread::sleep(RT_PAUSE);
         spin_floor_window(&plan, slack_ns, &mut floor)?;
         std::thread::sleep(RT_PAUSE);
@@ -866,7 +895,16 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
         .results
         .push(row(&format!("{clock_name}_realtime"), &rt, true, "events"));
     report.results.push(row(
-        &format!("shot_clock_margin_{}us_realtime", PERIOD_NS / 1000),
+        &format!("{clock_name}_realtime_sleeping_in_shots"),
+        &rt_sleeping,
+        true,
+        "events",
+    ));
+    report.results.push(row(
+        &format!(
+            "shot_clock_margin_{}us_realtime_sleeping_in_shots",
+            PERIOD_NS / 1000
+        ),
         &rt_wide,
         true,
         "events",
