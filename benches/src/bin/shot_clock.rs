@@ -16,7 +16,8 @@
 //! wall time. Targets (checked on the sim.yaml margin): p99 ≤ max(1.5 × bare-spin p99, bare-spin p99 + 1 µs);
 //! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. Then the full path: the real shot clock thread with
 //! simulated devices plays back-to-back shots with the sim.yaml timing, once as is and once with a
-//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic). Every row
+//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic), and once with
+//! the real-time opt-in on the last CPU as shipped (`…_realtime`, when RT throttling is on and ≥ 2 CPUs). Every row
 //! also reports the waiting thread's late waits, minor faults, involuntary switches and run delay.
 //!
 //! `--noisy` (see `shotline_benches::noisy`): under a CPU+memory stressor on every core and control-plane
@@ -362,13 +363,20 @@ fn task_cpu_ns(task: &std::path::Path) -> Option<u64> {
 
 /// Plays `shots` back-to-back shots on the real shot clock with `MonotonicTimer::new(margin_ns)` and the
 /// sim.yaml timing (`lead_ns`, `slack_ns`, cycle 0), draining both rings every 1 ms like acquisition.
-fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> Result<ResultRow> {
+fn full_path(
+    margin_ns: Nanos,
+    lead_ns: Nanos,
+    slack_ns: Nanos,
+    shots: u64,
+    realtime: shotline_hal::realtime::RealtimeOptions,
+) -> Result<ResultRow> {
     let (_world, devices, timelines) = rig()?;
     let config = ClockConfig {
         lead_ns,
         cycle_ns: 0,
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
+        realtime,
         ..ClockConfig::default()
     };
     let (mut control, mut outputs) =
@@ -585,20 +593,39 @@ fn main() -> Result<()> {
             .field("ns_per_read", (read_ns * 10.0).round() / 10.0),
     );
     report.results.push(
-        full_path(margin_ns, lead_ns, slack_ns, shots)
+        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
             .with_context(|| format!("full path with margin {margin_ns} ns"))?,
     );
     // The same full path while a SCHED_IDLE spinner per CPU keeps every vCPU from halting (they yield to any
     // other thread at once): shows how much of the full path's tail is the wake-up of a halted vCPU.
     let awake = {
         let _spinners = IdleSpinners::start();
-        full_path(margin_ns, lead_ns, slack_ns, shots)
+        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
             .with_context(|| format!("full path with margin {margin_ns} ns, vCPUs kept awake"))?
     };
     report.results.push(ResultRow {
         name: format!("{}_vcpus_awake", awake.name),
         ..awake
     });
+    // The same full path with the real-time opt-in as shipped (SCHED_FIFO on the last CPU, spinning through
+    // its short shots): its vCPU does not halt inside a shot. Skipped where real time is not possible.
+    let plan = shotline_benches::noisy::RealtimePlan::decide();
+    if plan.cpu.is_some() {
+        let rt = full_path(margin_ns, lead_ns, slack_ns, shots, plan.options())
+            .with_context(|| format!("full path with margin {margin_ns} ns, real time"))?;
+        report.results.push(
+            ResultRow {
+                name: format!("{}_realtime", rt.name),
+                ..rt
+            }
+            .field("realtime", true)
+            .field("realtime_cpu", plan.cpu.unwrap_or(0) as u64),
+        );
+    } else if let Some(why) = &plan.why_not {
+        report
+            .notes
+            .push(format!("full_path_*_realtime skipped: {why}"));
+    }
     let p99 = |m: Method| report.row(&m.name()).and_then(|r| r.p99_ns).unwrap_or(0);
     let spin = p99(Method::BareSpin);
     let tokio = p99(Method::Tokio);
