@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 pub mod inproc;
 pub mod noisy;
 pub mod remote;
+pub mod wait_diag;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -204,6 +204,9 @@ pub struct RealtimeSection {
     pub cpu: Option<usize>,
     /// Lock the shot buffers in memory.
     pub mlock: bool,
+    /// With real time granted on a pinned core: spin through shots whose lead + length is at most this,
+    /// resting between shots (0 = never; <= 100 ms).
+    pub spin_shots_up_to_ns: u64,
 }
 
 impl Default for RealtimeSection {
@@ -213,6 +216,7 @@ impl Default for RealtimeSection {
             priority: 80,
             cpu: None,
             mlock: false,
+            spin_shots_up_to_ns: 2_000_000,
         }
     }
 }

@@ -333,6 +333,26 @@ fn realtime_priority_out_of_range() {
 }
 
 #[test]
+fn realtime_spin_through_shots_is_bounded() {
+    let text = replaced(
+        "priority: 80 }",
+        "priority: 80, spin_shots_up_to_ns: 100000001 }",
+    );
+    assert_issue(
+        &text,
+        "backends[0].timing.realtime.spin_shots_up_to_ns",
+        "spin_shots_up_to_ns: 100000001",
+        21,
+        &["0..=100000000", "100000001"],
+    );
+    let ok = replaced(
+        "priority: 80 }",
+        "priority: 80, spin_shots_up_to_ns: 100000000 }",
+    );
+    parse_str(&ok, "ok.yaml").unwrap();
+}
+
+#[test]
 fn out_of_range_for_the_type_is_a_type_error() {
     let text = replaced("priority: 80", "priority: 300");
     assert_issue(

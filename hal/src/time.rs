@@ -64,6 +64,18 @@ pub trait ShotTimer: Send {
         let _ = cancelled;
         Some(self.wait_until(deadline))
     }
+    /// Like [`ShotTimer::wait_until`] but never sleeps (a real timer spins the whole wait, so the deadline
+    /// does not depend on a wake-up); used inside a shot by a real-time clock on a reserved core. The
+    /// default (simulated time) is `wait_until`.
+    fn spin_until(&mut self, deadline: Nanos) -> Nanos {
+        self.wait_until(deadline)
+    }
+    /// Gives the CPU away for about `ns` (between shots, never inside one): a real timer sleeps, and how
+    /// late it wakes does not matter because no deadline has been fixed yet. The default (simulated time)
+    /// does nothing, so simulated runs stay exact.
+    fn rest(&mut self, ns: Nanos) {
+        let _ = ns;
+    }
 }
 
 /// The real clock: sleep until `margin_ns` before the deadline, then spin on the vDSO clock.
@@ -101,6 +113,22 @@ impl ShotTimer for MonotonicTimer {
             now = monotonic_ns();
         }
         Some(self.wait_from(now, deadline))
+    }
+
+    fn spin_until(&mut self, deadline: Nanos) -> Nanos {
+        loop {
+            let now = monotonic_ns();
+            if now >= deadline {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn rest(&mut self, ns: Nanos) {
+        if ns > 0 {
+            sleep_until_ns(monotonic_ns().saturating_add(ns));
+        }
     }
 }
 
@@ -198,6 +226,25 @@ mod tests {
         assert_eq!(got, None);
         // Generous bound for a loaded machine: far below the deadline, a few chunks after the cancel.
         assert!(monotonic_ns() - start < 5_000_000_000);
+    }
+
+    #[test]
+    fn monotonic_spin_never_returns_early_and_rest_passes_time() {
+        let mut t = MonotonicTimer::new(50_000);
+        let deadline = monotonic_ns() + 300_000;
+        assert!(t.spin_until(deadline) >= deadline);
+        let before = monotonic_ns();
+        t.rest(200_000);
+        assert!(monotonic_ns() - before >= 200_000);
+    }
+
+    #[test]
+    fn simulated_spin_is_an_exact_wait_and_rest_takes_no_time() {
+        let mut t = SimulatedTimer::new(0).inject_lateness(1, 700);
+        assert_eq!(t.spin_until(100), 100);
+        t.rest(1_000_000);
+        assert_eq!(t.now(), 100);
+        assert_eq!(t.spin_until(200), 900);
     }
 
     #[test]

@@ -234,6 +234,7 @@ pub fn clock_config(section: &BackendSection) -> ClockConfig {
             priority: t.realtime.priority,
             cpu: t.realtime.cpu,
             mlock: t.realtime.mlock,
+            spin_shots_up_to_ns: t.realtime.spin_shots_up_to_ns,
         },
     }
 }

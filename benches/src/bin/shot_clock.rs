@@ -16,12 +16,16 @@
 //! wall time. Targets (checked on the sim.yaml margin): p99 ≤ max(1.5 × bare-spin p99, bare-spin p99 + 1 µs);
 //! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. Then the full path: the real shot clock thread with
 //! simulated devices plays back-to-back shots with the sim.yaml timing, once as is and once with a
-//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic). Every row
+//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic), and once with
+//! the real-time opt-in on the last CPU as shipped (`…_realtime`, when RT throttling is on and ≥ 2 CPUs). Every row
 //! also reports the waiting thread's late waits, minor faults, involuntary switches and run delay.
 //!
 //! `--noisy` (see `shotline_benches::noisy`): under a CPU+memory stressor on every core and control-plane
 //! load through the gateway, the shot clock on a 100 µs grid without and with the real-time opt-in, and the
 //! real-time `bare_spin` floor; rows carry `noisy`, `realtime`, `realtime_granted`, `p99_ns`, `underflows`.
+//! The real-time clock runs as configured by default (spinning through its short shots) and, for
+//! comparison, with `spin_shots_up_to_ns: 0` (`…_sleeping_in_shots`). `SHOTLINE_WAIT_DIAG=1` prints what the
+//! clock did in each late wait (`shotline_benches::wait_diag`).
 
 use std::time::{Duration, Instant};
 
@@ -359,13 +363,20 @@ fn task_cpu_ns(task: &std::path::Path) -> Option<u64> {
 
 /// Plays `shots` back-to-back shots on the real shot clock with `MonotonicTimer::new(margin_ns)` and the
 /// sim.yaml timing (`lead_ns`, `slack_ns`, cycle 0), draining both rings every 1 ms like acquisition.
-fn full_path(margin_ns: Nanos, lead_ns: Nanos, slack_ns: Nanos, shots: u64) -> Result<ResultRow> {
+fn full_path(
+    margin_ns: Nanos,
+    lead_ns: Nanos,
+    slack_ns: Nanos,
+    shots: u64,
+    realtime: shotline_hal::realtime::RealtimeOptions,
+) -> Result<ResultRow> {
     let (_world, devices, timelines) = rig()?;
     let config = ClockConfig {
         lead_ns,
         cycle_ns: 0,
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
+        realtime,
         ..ClockConfig::default()
     };
     let (mut control, mut outputs) =
@@ -582,20 +593,39 @@ fn main() -> Result<()> {
             .field("ns_per_read", (read_ns * 10.0).round() / 10.0),
     );
     report.results.push(
-        full_path(margin_ns, lead_ns, slack_ns, shots)
+        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
             .with_context(|| format!("full path with margin {margin_ns} ns"))?,
     );
     // The same full path while a SCHED_IDLE spinner per CPU keeps every vCPU from halting (they yield to any
     // other thread at once): shows how much of the full path's tail is the wake-up of a halted vCPU.
     let awake = {
         let _spinners = IdleSpinners::start();
-        full_path(margin_ns, lead_ns, slack_ns, shots)
+        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
             .with_context(|| format!("full path with margin {margin_ns} ns, vCPUs kept awake"))?
     };
     report.results.push(ResultRow {
         name: format!("{}_vcpus_awake", awake.name),
         ..awake
     });
+    // The same full path with the real-time opt-in as shipped (SCHED_FIFO on the last CPU, spinning through
+    // its short shots): its vCPU does not halt inside a shot. Skipped where real time is not possible.
+    let plan = shotline_benches::noisy::RealtimePlan::decide();
+    if plan.cpu.is_some() {
+        let rt = full_path(margin_ns, lead_ns, slack_ns, shots, plan.options())
+            .with_context(|| format!("full path with margin {margin_ns} ns, real time"))?;
+        report.results.push(
+            ResultRow {
+                name: format!("{}_realtime", rt.name),
+                ..rt
+            }
+            .field("realtime", true)
+            .field("realtime_cpu", plan.cpu.unwrap_or(0) as u64),
+        );
+    } else if let Some(why) = &plan.why_not {
+        report
+            .notes
+            .push(format!("full_path_*_realtime skipped: {why}"));
+    }
     let p99 = |m: Method| report.row(&m.name()).and_then(|r| r.p99_ns).unwrap_or(0);
     let spin = p99(Method::BareSpin);
     let tokio = p99(Method::Tokio);
@@ -673,6 +703,7 @@ impl Variant {
 /// DDS, with or without the real-time opt-in; returns whether the clock thread ran `SCHED_FIFO` on the kept core.
 fn grid_window(
     realtime: Option<&shotline_benches::noisy::RealtimePlan>,
+    spin_through_shots: bool,
     (margin_ns, lead_ns, slack_ns): (Nanos, Nanos, Nanos),
     into: &mut Variant,
 ) -> Result<()> {
@@ -702,12 +733,28 @@ fn grid_window(
         cycle_ns: 0,
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
-        realtime: realtime.map(|p| p.options()).unwrap_or_default(),
+        realtime: realtime
+            .map(|p| {
+                let mut o = p.options();
+                if !spin_through_shots {
+                    o.spin_shots_up_to_ns = 0;
+                }
+                o
+            })
+            .unwrap_or_default(),
         ..ClockConfig::default()
     };
+    let sink = shotline_benches::wait_diag::Sink::default();
+    let timer: Box<dyn ShotTimer> = if shotline_benches::wait_diag::enabled() {
+        Box::new(shotline_benches::wait_diag::DiagTimer::new(
+            margin_ns,
+            sink.clone(),
+        ))
+    } else {
+        Box::new(MonotonicTimer::new(margin_ns))
+    };
     let (mut control, mut outputs) =
-        shot_clock::spawn(name, config, Box::new(MonotonicTimer::new(margin_ns)))
-            .context("spawning the shot clock thread")?;
+        shot_clock::spawn(name, config, timer).context("spawning the shot clock thread")?;
     let task = find_thread(&format!("shot-clock-{name}"));
     control
         .start(ExperimentRun {
@@ -752,6 +799,12 @@ fn grid_window(
         record(&mut into.lateness, e.lateness_ns.max(0) as u64);
     }
     control.shutdown();
+    if shotline_benches::wait_diag::enabled() {
+        let label = format!("{name} margin {margin_ns} ns spin {spin_through_shots}");
+        if let Ok(records) = sink.lock() {
+            shotline_benches::wait_diag::report(&label, records.as_slice(), 20_000);
+        }
+    }
     if summary.outcome != RunOutcome::Completed {
         return Err(anyhow!("run ended with {:?}", summary.outcome));
     }
@@ -822,15 +875,18 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
     let mut plain = Variant::new();
     let mut rt = Variant::new();
     let mut rt_wide = Variant::new();
+    let mut rt_sleeping = Variant::new();
     let mut floor = Variant::new();
     // The real-time clock also with a margin of one grid period: it then sleeps only during the lead.
     let wide = (PERIOD_NS, timing.1, timing.2);
     for _ in 0..rounds {
-        grid_window(None, timing, &mut plain)?;
+        grid_window(None, false, timing, &mut plain)?;
         std::thread::sleep(RT_PAUSE);
-        grid_window(Some(&plan), timing, &mut rt)?;
+        grid_window(Some(&plan), true, timing, &mut rt)?;
         std::thread::sleep(RT_PAUSE);
-        grid_window(Some(&plan), wide, &mut rt_wide)?;
+        grid_window(Some(&plan), false, timing, &mut rt_sleeping)?;
+        std::thread::sleep(RT_PAUSE);
+        grid_window(Some(&plan), false, wide, &mut rt_wide)?;
         std::thread::sleep(RT_PAUSE);
         spin_floor_window(&plan, slack_ns, &mut floor)?;
         std::thread::sleep(RT_PAUSE);
@@ -866,7 +922,16 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
         .results
         .push(row(&format!("{clock_name}_realtime"), &rt, true, "events"));
     report.results.push(row(
-        &format!("shot_clock_margin_{}us_realtime", PERIOD_NS / 1000),
+        &format!("{clock_name}_realtime_sleeping_in_shots"),
+        &rt_sleeping,
+        true,
+        "events",
+    ));
+    report.results.push(row(
+        &format!(
+            "shot_clock_margin_{}us_realtime_sleeping_in_shots",
+            PERIOD_NS / 1000
+        ),
         &rt_wide,
         true,
         "events",

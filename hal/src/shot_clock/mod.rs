@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use records::{ClockReport, EventRecord, RunOutcome, RunSummary, ShotRecord, Stamp};
 
 use crate::device::{Device, DeviceHandle, Readout, ShotContext};
-use crate::realtime::{apply_realtime, RealtimeOptions};
+use crate::realtime::{apply_realtime, spins_shot, RealtimeOptions};
 use crate::time::{Nanos, ShotTimer};
 use crate::timeline::DeviceTimeline;
 
@@ -162,6 +162,7 @@ pub fn spawn(
         reports: rep_tx,
         events: ev_tx,
         abort: abort.clone(),
+        realtime_granted: false,
     };
     let thread = thread::Builder::new()
         .name(format!("shot-clock-{name}"))
@@ -247,6 +248,8 @@ struct Worker {
     abort: Arc<AtomicU64>,
     stopping: Arc<AtomicBool>,
     delay: Arc<AtomicU64>,
+    /// Real time was asked for and everything asked for was granted.
+    realtime_granted: bool,
 }
 
 /// One entry of the merged schedule: (time, device, event index).
@@ -260,8 +263,17 @@ impl Worker {
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
         }
-        for warning in apply_realtime(&self.config.realtime) {
+        let refused = apply_realtime(&self.config.realtime);
+        for warning in &refused {
             tracing::warn!(clock = %self.name, "{warning}");
+        }
+        self.realtime_granted = self.config.realtime.enabled && refused.is_empty();
+        if spins_shot(&self.config.realtime, self.realtime_granted, 0, 0) {
+            tracing::info!(
+                clock = %self.name,
+                up_to_ns = self.config.realtime.spin_shots_up_to_ns,
+                "real time granted on a pinned core: short shots are spun through, with rests between shots"
+            );
         }
         loop {
             match self.commands.pop() {
@@ -367,6 +379,12 @@ impl Worker {
         let abort = self.abort.clone();
         let run_id = run.run_id;
         let cancelled = move || run_id < abort.load(Ordering::Relaxed);
+        // Real time on a reserved core: a short shot is spun from its lead to its end, because a wake-up from
+        // a sleep can come hundreds of µs late even for a SCHED_FIFO thread on a VM (docs/performance.md).
+        // The clock rests between shots instead, before the next shot's deadlines exist, for a quarter of
+        // the time it spun (busy ≤ 80 % of the core, under the kernel's RT throttling).
+        let spin = spins_shot(&cfg.realtime, self.realtime_granted, cfg.lead_ns, shot_len);
+        let mut last_busy: Nanos = 0;
         for shot in 0..run.shots {
             if run.run_id < self.abort.load(Ordering::SeqCst) {
                 summary.outcome = RunOutcome::Aborted;
@@ -377,7 +395,11 @@ impl Worker {
                 experiment: run.experiment,
                 shot,
             };
-            let earliest = self.timer.now().saturating_add(cfg.lead_ns);
+            if spin && last_busy > 0 {
+                self.timer.rest(last_busy / 4);
+            }
+            let mut shot_begin = self.timer.now();
+            let earliest = shot_begin.saturating_add(cfg.lead_ns);
             let (t0, overrun_ns) = match (cfg.cycle_ns, first_t0) {
                 (c, Some(f)) if c > 0 => {
                     let slot = f.saturating_add(c.saturating_mul(shot));
@@ -390,6 +412,19 @@ impl Worker {
                 _ => (earliest, 0),
             };
             first_t0.get_or_insert(t0);
+            if spin && t0.saturating_sub(cfg.lead_ns) > shot_begin {
+                // A cycle slot still far away: sleep until its lead begins (no deadline depends on it).
+                match self
+                    .timer
+                    .wait_until_or(t0.saturating_sub(cfg.lead_ns), &cancelled)
+                {
+                    Some(now) => shot_begin = now,
+                    None => {
+                        summary.outcome = RunOutcome::Aborted;
+                        break;
+                    }
+                }
+            }
             let mut record = ShotRecord {
                 run_id: run.run_id,
                 experiment: run.experiment,
@@ -435,7 +470,12 @@ impl Worker {
                     continue;
                 }
                 let deadline = t0.saturating_add(t);
-                let Some(mut ready) = self.timer.wait_until_or(deadline, &cancelled) else {
+                let waited = if spin {
+                    Some(self.timer.spin_until(deadline))
+                } else {
+                    self.timer.wait_until_or(deadline, &cancelled)
+                };
+                let Some(mut ready) = waited else {
                     failed = Some(RunOutcome::Aborted);
                     break;
                 };
@@ -496,10 +536,13 @@ impl Worker {
                 summary.outcome = outcome;
                 break;
             }
-            match self
-                .timer
-                .wait_until_or(t0.saturating_add(shot_len), &cancelled)
-            {
+            let shot_end = if spin {
+                Some(self.timer.spin_until(t0.saturating_add(shot_len)))
+            } else {
+                self.timer
+                    .wait_until_or(t0.saturating_add(shot_len), &cancelled)
+            };
+            match shot_end {
                 Some(end) => record.end_ns = end,
                 None => {
                     summary.outcome = RunOutcome::Aborted;
@@ -538,6 +581,9 @@ impl Worker {
                 summary.shot_overflows += 1;
             }
             summary.shots_done += 1;
+            if spin {
+                last_busy = self.timer.now().saturating_sub(shot_begin);
+            }
         }
     }
 }
