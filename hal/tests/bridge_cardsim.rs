@@ -2,6 +2,8 @@
 //! a pseudo-terminal: shots with applied times and acquisitions, lossy and corrupting links, a card
 //! that stops answering, a card that reboots mid-shot, the safe state.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use shotline_cardsim::{CardSim, CardSimConfig, CardState, Listen, Misbehaviour};
@@ -287,7 +289,7 @@ fn the_clock_estimate_follows_a_drifting_card() {
 #[test]
 fn the_shot_clock_drives_a_card_and_reports_its_lateness() {
     use shotline_hal::device::handle;
-    use shotline_hal::shot_clock::{self, ClockReport, RunOutcome};
+    use shotline_hal::shot_clock::{self, RunOutcome};
     use shotline_hal::time::MonotonicTimer;
     use shotline_hal::{ClockConfig, ExperimentRun};
 
@@ -314,25 +316,11 @@ fn the_shot_clock_drives_a_card_and_reports_its_lateness() {
             timelines: vec![tl],
         })
         .unwrap();
-    let guard = Instant::now() + Duration::from_secs(60);
-    let mut shots = Vec::new();
-    let mut events = Vec::new();
-    let summary = loop {
-        while let Ok(e) = outputs.events.pop() {
-            events.push(e);
-        }
-        match outputs.reports.pop() {
-            Ok(ClockReport::Done(s)) => break s,
-            Ok(ClockReport::Shot(r)) => shots.push(r),
-            Err(_) => {
-                assert!(Instant::now() < guard, "shot clock hung");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    };
-    while let Ok(e) = outputs.events.pop() {
-        events.push(e);
-    }
+    let common::Collected {
+        shots,
+        events,
+        summary,
+    } = common::collect_run(&mut outputs, Duration::from_secs(60));
     control.shutdown();
     assert_eq!(summary.outcome, RunOutcome::Completed, "{summary:?}");
     assert_eq!(summary.shots_done, 5);

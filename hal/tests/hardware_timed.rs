@@ -1,13 +1,15 @@
 //! The shot clock with a hardware-timed device (a timing card that plays its events on its own clock): it
 //! is triggered with the shot's start, never waited for, and its applied times enter the lateness report.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use shotline_hal::device::{handle, DeviceError, DeviceHandle};
 use shotline_hal::lifecycle::{DeviceState, Lifecycle, Transition};
-use shotline_hal::shot_clock::{self, ClockReport, EventRecord, RunOutcome, RunSummary};
+use shotline_hal::shot_clock::{self, EventRecord, RunOutcome, RunSummary};
 use shotline_hal::time::{Nanos, SimulatedTimer};
 use shotline_hal::{
     Action, ClockConfig, Device, DeviceInfo, DeviceTimeline, Event, ExperimentRun, Readout,
@@ -155,24 +157,9 @@ fn play(skew_ns: i64, policy: UnderflowPolicy, shots: u64) -> (Seen, Vec<EventRe
             timelines: vec![timeline],
         })
         .unwrap();
-    let guard = Instant::now() + Duration::from_secs(30);
-    let mut events = Vec::new();
-    let summary = loop {
-        while let Ok(e) = outputs.events.pop() {
-            events.push(e);
-        }
-        match outputs.reports.pop() {
-            Ok(ClockReport::Done(s)) => break s,
-            Ok(ClockReport::Shot(_)) => {}
-            Err(_) => {
-                assert!(Instant::now() < guard, "shot clock hung");
-                std::thread::yield_now();
-            }
-        }
-    };
-    while let Ok(e) = outputs.events.pop() {
-        events.push(e);
-    }
+    let common::Collected {
+        events, summary, ..
+    } = common::collect_run(&mut outputs, Duration::from_secs(30));
     control.shutdown();
     let seen = std::mem::take(&mut *seen.lock());
     (seen, events, summary)

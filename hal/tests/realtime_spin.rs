@@ -3,12 +3,14 @@
 //! usual. Simulated time (the waits are counted, nothing really spins), so the test is exact and cheap; which
 //! branch is checked depends on whether this machine grants `SCHED_FIFO` to the test (root does).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shotline_hal::device::{handle, DeviceError};
 use shotline_hal::realtime::{allowed_cpus, apply_realtime, RealtimeOptions};
-use shotline_hal::shot_clock::{self, ClockReport, RunOutcome, RunSummary};
+use shotline_hal::shot_clock::{self, RunOutcome, RunSummary};
 use shotline_hal::time::{Nanos, ShotTimer, SimulatedTimer};
 use shotline_hal::{
     Action, ClockConfig, Device, DeviceInfo, DeviceState, DeviceTimeline, Event, ExperimentRun,
@@ -149,17 +151,7 @@ fn play(realtime: RealtimeOptions) -> (RunSummary, Counts) {
             }],
         })
         .unwrap();
-    let guard = Instant::now() + Duration::from_secs(30);
-    let summary = loop {
-        match outputs.reports.pop() {
-            Ok(ClockReport::Done(s)) => break s,
-            Ok(ClockReport::Shot(_)) => {}
-            Err(_) => {
-                assert!(Instant::now() < guard, "no summary: the shot clock hung");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    };
+    let summary = common::collect_run(&mut outputs, Duration::from_secs(30)).summary;
     control.shutdown();
     let counts = counts.lock().unwrap().clone();
     (summary, counts)

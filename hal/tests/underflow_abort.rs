@@ -3,11 +3,13 @@
 //! and the outcome names the shot, device, event, deadline and lateness. Also: lateness is stamped after the
 //! device call, never before it.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shotline_hal::device::{handle, DeviceError};
-use shotline_hal::shot_clock::{self, ClockReport, EventRecord, RunOutcome, RunSummary, Stamp};
+use shotline_hal::shot_clock::{self, EventRecord, RunOutcome, RunSummary, Stamp};
 use shotline_hal::time::{Nanos, ShotTimer, SimulatedTimer};
 use shotline_hal::{
     Action, ClockConfig, Device, DeviceInfo, DeviceState, DeviceTimeline, Event, ExperimentRun,
@@ -143,24 +145,9 @@ fn play(policy: UnderflowPolicy, timer: Box<dyn ShotTimer>, shots: u64) -> Playe
             }],
         })
         .unwrap();
-    let guard = Instant::now() + Duration::from_secs(30);
-    let mut events = Vec::new();
-    let summary = loop {
-        while let Ok(e) = outputs.events.pop() {
-            events.push(e);
-        }
-        match outputs.reports.pop() {
-            Ok(ClockReport::Done(s)) => break s,
-            Ok(ClockReport::Shot(_)) => {}
-            Err(_) => {
-                assert!(Instant::now() < guard, "no summary: the shot clock hung");
-                std::thread::yield_now();
-            }
-        }
-    };
-    while let Ok(e) = outputs.events.pop() {
-        events.push(e);
-    }
+    let common::Collected {
+        events, summary, ..
+    } = common::collect_run(&mut outputs, Duration::from_secs(30));
     control.shutdown();
     let calls = calls.lock().unwrap().clone();
     Played {
