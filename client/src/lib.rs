@@ -349,12 +349,7 @@ pub(crate) async fn read_body(recv: &mut quinn::RecvStream, len: usize) -> Resul
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the stream ended after {} of {len} bytes", body.len()))?;
-        let need = body.len() + chunk.bytes.len();
-        if need > body.capacity() {
-            let cap = (body.capacity() * 2).max(need).max(4096).min(len);
-            body.reserve_exact(cap - body.len());
-        }
-        body.extend_from_slice(&chunk.bytes);
+        shotline_protocol::extend_frame_body(&mut body, &chunk.bytes, len);
     }
     Ok(body)
 }

@@ -31,7 +31,7 @@ pub use result::{
 pub use validate::{validate_job, validate_job_within, EXPERIMENT_FIELDS};
 pub use value::Value;
 pub use wire::{
-    codes, decode_body, encode_frame, frame_len, BackendStatus, BackendSummary, CardStatus,
-    DeviceStatus, ErrorBody, FrameError, Request, Response, ALPN, DEFAULT_MAX_FRAME,
+    codes, decode_body, encode_frame, extend_frame_body, frame_len, BackendStatus, BackendSummary,
+    CardStatus, DeviceStatus, ErrorBody, FrameError, Request, Response, ALPN, DEFAULT_MAX_FRAME,
     FRAME_HEADER_LEN, MAX_DECODE_DEPTH, PROTOCOL_VERSION,
 };

@@ -700,6 +700,18 @@ pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
     }
 }
 
+/// Appends `chunk` to a frame body being read towards `target` bytes, growing the buffer only with what
+/// arrived (at most doubling, never beyond `target`): an announced length alone costs nothing, and a body
+/// that does arrive is not reallocated at every chunk. Used by every reader of frames (server and client).
+pub fn extend_frame_body(body: &mut Vec<u8>, chunk: &[u8], target: usize) {
+    let need = body.len() + chunk.len();
+    if need > body.capacity() {
+        let cap = (body.capacity() * 2).max(need).min(target.max(need));
+        body.reserve_exact(cap - body.len());
+    }
+    body.extend_from_slice(chunk);
+}
+
 /// Decodes a client request, refusing every encoding the protocol does not allow (serde alone would also
 /// accept an array in field order, an `op` given as a number or as bytes, or integer field keys): the body
 /// must be one msgpack map whose keys are all strings, with a string `op`.

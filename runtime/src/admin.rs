@@ -241,7 +241,7 @@ async fn read_frame_into<R: AsyncRead + Unpin>(
                 body.len()
             ));
         }
-        body.extend_from_slice(&chunk[..n]);
+        shotline_protocol::extend_frame_body(body, &chunk[..n], len);
     }
     Ok(())
 }

@@ -92,12 +92,7 @@ async fn read_into(
                     ),
                 )
             })?;
-        let need = body.len() + chunk.bytes.len();
-        if need > body.capacity() {
-            let cap = (body.capacity() * 2).max(need).max(4096).min(target);
-            body.reserve_exact(cap - body.len());
-        }
-        body.extend_from_slice(&chunk.bytes);
+        shotline_protocol::extend_frame_body(body, &chunk.bytes, target);
     }
     Ok(())
 }
