@@ -87,8 +87,6 @@ impl RealtimePlan {
             priority: RT_PRIORITY,
             cpu: self.cpu,
             mlock: true,
-            // As a backend with `timing.realtime` enabled gets it by default.
-            spin_shots_up_to_ns: shotline_config::RealtimeSection::default().spin_shots_up_to_ns,
         }
     }
 }

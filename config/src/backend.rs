@@ -172,6 +172,9 @@ pub struct TimingSection {
     pub event_ring: u32,
     /// What a full shot ring does.
     pub overflow_policy: OverflowPolicy,
+    /// Spin through shots whose lead + length is at most this, never sleeping inside them (0 = never;
+    /// <= 100 ms). With real time granted the clock rests between such shots.
+    pub spin_shots_up_to_ns: u64,
     /// Opt-in real-time scheduling of the shot clock thread.
     pub realtime: RealtimeSection,
 }
@@ -187,6 +190,7 @@ impl Default for TimingSection {
             shot_ring: 4096,
             event_ring: 65_536,
             overflow_policy: OverflowPolicy::Fail,
+            spin_shots_up_to_ns: 2_000_000,
             realtime: RealtimeSection::default(),
         }
     }
@@ -204,9 +208,6 @@ pub struct RealtimeSection {
     pub cpu: Option<usize>,
     /// Lock the shot buffers in memory.
     pub mlock: bool,
-    /// With real time granted on a pinned core: spin through shots whose lead + length is at most this,
-    /// resting between shots (0 = never; <= 100 ms).
-    pub spin_shots_up_to_ns: u64,
 }
 
 impl Default for RealtimeSection {
@@ -216,7 +217,6 @@ impl Default for RealtimeSection {
             priority: 80,
             cpu: None,
             mlock: false,
-            spin_shots_up_to_ns: 2_000_000,
         }
     }
 }

@@ -14,7 +14,7 @@ pub const JOB_SUMMARY_FIXED_BYTES: u64 = 8192;
 
 /// Longest accepted `sleep_margin_ns` (one second).
 const MAX_SLEEP_MARGIN_NS: u64 = 1_000_000_000;
-/// Longest shot a real-time clock spins through (`shotline_hal::realtime::MAX_SPIN_SHOT_NS`, 100 ms).
+/// Longest shot the clock spins through (`shotline_hal::realtime::MAX_SPIN_SHOT_NS`, 100 ms).
 const MAX_SPIN_SHOT_NS: u64 = 100_000_000;
 /// Longest accepted `lead_ns` (ten seconds).
 const MAX_LEAD_NS: u64 = 10_000_000_000;
@@ -313,8 +313,8 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
         99,
     );
     v.range(
-        &format!("{path}.timing.realtime.spin_shots_up_to_ns"),
-        t.realtime.spin_shots_up_to_ns,
+        &format!("{path}.timing.spin_shots_up_to_ns"),
+        t.spin_shots_up_to_ns,
         0,
         MAX_SPIN_SHOT_NS,
     );

@@ -333,23 +333,29 @@ fn realtime_priority_out_of_range() {
 }
 
 #[test]
-fn realtime_spin_through_shots_is_bounded() {
+fn spin_through_shots_is_bounded() {
     let text = replaced(
-        "priority: 80 }",
-        "priority: 80, spin_shots_up_to_ns: 100000001 }",
+        "underflow_policy: record\n",
+        "underflow_policy: record\n      spin_shots_up_to_ns: 100000001\n",
     );
     assert_issue(
         &text,
-        "backends[0].timing.realtime.spin_shots_up_to_ns",
+        "backends[0].timing.spin_shots_up_to_ns",
         "spin_shots_up_to_ns: 100000001",
         21,
         &["0..=100000000", "100000001"],
     );
     let ok = replaced(
-        "priority: 80 }",
-        "priority: 80, spin_shots_up_to_ns: 100000000 }",
+        "underflow_policy: record\n",
+        "underflow_policy: record\n      spin_shots_up_to_ns: 100000000\n",
     );
     parse_str(&ok, "ok.yaml").unwrap();
+    // It moved out of `timing.realtime` (it applies with or without real time): the old place is refused.
+    let old = replaced(
+        "priority: 80 }",
+        "priority: 80, spin_shots_up_to_ns: 2000000 }",
+    );
+    assert!(parse_str(&old, "old.yaml").is_err());
 }
 
 #[test]

@@ -14,25 +14,25 @@ pub struct RealtimeOptions {
     pub cpu: Option<usize>,
     /// Lock the pages currently mapped (`mlockall(MCL_CURRENT)`, never `MCL_FUTURE`).
     pub mlock: bool,
-    /// When `SCHED_FIFO` on a pinned core was granted: a shot whose lead plus length is at most this is spun
-    /// from the start of its lead to its end (no sleep inside it), and the clock rests between shots for a
-    /// quarter of the time it spun (0 = never; see [`crate::shot_clock`]).
-    pub spin_shots_up_to_ns: u64,
 }
 
-/// Longest shot (lead + length) the clock may spin through under real time: bounded so that a spinning
-/// `SCHED_FIFO` thread always gives its core back within this plus a quarter of it.
+/// Longest shot (lead + length) the clock may spin through: bounded so that a spinning clock (a
+/// `SCHED_FIFO` one above all) always gives its core back within this plus the rest after it.
 pub const MAX_SPIN_SHOT_NS: u64 = 100_000_000;
 
-/// Whether a shot of `lead_ns + shot_len_ns` is spun through (no sleep inside it): real time must have been
-/// granted on a pinned core and the shot must be no longer than `opts.spin_shots_up_to_ns` (itself capped
-/// at [`MAX_SPIN_SHOT_NS`]).
-pub fn spins_shot(opts: &RealtimeOptions, granted: bool, lead_ns: u64, shot_len_ns: u64) -> bool {
-    granted
-        && opts.enabled
-        && opts.cpu.is_some()
-        && opts.spin_shots_up_to_ns > 0
-        && lead_ns.saturating_add(shot_len_ns) <= opts.spin_shots_up_to_ns.min(MAX_SPIN_SHOT_NS)
+/// Whether a shot of `lead_ns + shot_len_ns` is spun through (no sleep inside it): the shot must be no longer
+/// than `spin_shots_up_to_ns` (itself capped at [`MAX_SPIN_SHOT_NS`]; 0 = never). Under real time or not: a
+/// sleep lets the vCPU halt, and its wake-up is what made events late (docs/performance.md).
+pub fn spins_shot(spin_shots_up_to_ns: u64, lead_ns: u64, shot_len_ns: u64) -> bool {
+    spin_shots_up_to_ns > 0
+        && lead_ns.saturating_add(shot_len_ns) <= spin_shots_up_to_ns.min(MAX_SPIN_SHOT_NS)
+}
+
+/// Whether the clock rests between spun-through shots (a quarter of the time it spun): only when it runs
+/// `SCHED_FIFO`, where the rest keeps the core ≤ 80 % busy and under the kernel's RT throttling. A
+/// `SCHED_OTHER` clock shares its core fairly anyway, so resting would only slow back-to-back shots.
+pub fn rests_between_shots(opts: &RealtimeOptions, granted: bool) -> bool {
+    granted && opts.enabled
 }
 
 /// Applies `opts` to the calling thread; returns one line per thing the OS refused.
@@ -160,41 +160,29 @@ mod tests {
     }
 
     #[test]
-    fn only_a_granted_pinned_clock_spins_through_short_shots() {
+    fn short_shots_are_spun_through_with_or_without_real_time() {
+        assert!(spins_shot(2_000_000, 200_000, 1_000_000));
+        assert!(spins_shot(2_000_000, 1_000_000, 1_000_000));
+        // Longer than the setting, or switched off: sleep as usual.
+        assert!(!spins_shot(2_000_000, 200_000, 1_900_000));
+        assert!(!spins_shot(0, 0, 0));
+        // The cap holds even for a larger setting.
+        assert!(spins_shot(u64::MAX, 0, MAX_SPIN_SHOT_NS));
+        assert!(!spins_shot(u64::MAX, 0, MAX_SPIN_SHOT_NS + 1));
+        assert!(!spins_shot(u64::MAX, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn only_a_real_time_clock_rests_between_shots() {
         let opts = RealtimeOptions {
             enabled: true,
             priority: 80,
             cpu: Some(1),
             mlock: false,
-            spin_shots_up_to_ns: 2_000_000,
         };
-        assert!(spins_shot(&opts, true, 200_000, 1_000_000));
-        assert!(spins_shot(&opts, true, 1_000_000, 1_000_000));
-        // Longer than the setting, not granted, not pinned, switched off, or disabled: sleep as usual.
-        assert!(!spins_shot(&opts, true, 200_000, 1_900_000));
-        assert!(!spins_shot(&opts, false, 200_000, 1_000_000));
-        let unpinned = RealtimeOptions {
-            cpu: None,
-            ..opts.clone()
-        };
-        assert!(!spins_shot(&unpinned, true, 0, 1));
-        let off = RealtimeOptions {
-            spin_shots_up_to_ns: 0,
-            ..opts.clone()
-        };
-        assert!(!spins_shot(&off, true, 0, 0));
-        let disabled = RealtimeOptions {
-            enabled: false,
-            ..opts.clone()
-        };
-        assert!(!spins_shot(&disabled, true, 0, 1));
-        // The cap holds even for a larger setting.
-        let huge = RealtimeOptions {
-            spin_shots_up_to_ns: u64::MAX,
-            ..opts
-        };
-        assert!(spins_shot(&huge, true, 0, MAX_SPIN_SHOT_NS));
-        assert!(!spins_shot(&huge, true, 0, MAX_SPIN_SHOT_NS + 1));
+        assert!(rests_between_shots(&opts, true));
+        assert!(!rests_between_shots(&opts, false));
+        assert!(!rests_between_shots(&RealtimeOptions::default(), false));
     }
 
     #[test]
@@ -210,7 +198,6 @@ mod tests {
                 priority: 1,
                 cpu: Some(100_000),
                 mlock: false,
-                spin_shots_up_to_ns: 0,
             })
         })
         .join()

@@ -76,18 +76,32 @@ pub trait ShotTimer: Send {
     fn rest(&mut self, ns: Nanos) {
         let _ = ns;
     }
+    /// Called once on the shot clock's own thread before its first run (a real timer opens what it reads
+    /// there, so that nothing is allocated or opened on the shot path).
+    fn on_clock_thread(&mut self) {}
+    /// Time the clock's thread has so far spent runnable but waiting for a CPU (its scheduler run delay),
+    /// in ns: the clock reads it before and after a spun-through shot and backs off from spinning when
+    /// other threads kept it off the CPU. The default (simulated time) is never kept waiting.
+    fn run_delay_ns(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The real clock: sleep until `margin_ns` before the deadline, then spin on the vDSO clock.
 #[derive(Debug, Clone)]
 pub struct MonotonicTimer {
     margin_ns: Nanos,
+    /// The clock thread's `/proc/thread-self/schedstat`, opened on that thread ([`ShotTimer::on_clock_thread`]).
+    schedstat: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl MonotonicTimer {
     /// A timer that sleeps until `margin_ns` before each deadline and spins the rest.
     pub fn new(margin_ns: Nanos) -> Self {
-        Self { margin_ns }
+        Self {
+            margin_ns,
+            schedstat: None,
+        }
     }
 }
 
@@ -130,6 +144,40 @@ impl ShotTimer for MonotonicTimer {
             sleep_until_ns(monotonic_ns().saturating_add(ns));
         }
     }
+
+    fn on_clock_thread(&mut self) {
+        // thread-self resolves to the calling thread when opened; the descriptor keeps pointing at it.
+        self.schedstat = std::fs::File::open("/proc/thread-self/schedstat")
+            .ok()
+            .map(std::sync::Arc::new);
+    }
+
+    fn run_delay_ns(&mut self) -> u64 {
+        self.schedstat.as_deref().map_or(0, read_run_delay_ns)
+    }
+}
+
+/// The second field of a `schedstat` file (run delay, ns), read with one `pread` into a stack buffer (no
+/// allocation); 0 if unreadable.
+fn read_run_delay_ns(file: &std::fs::File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 96];
+    let Ok(n) = file.read_at(&mut buf, 0) else {
+        return 0;
+    };
+    let text = buf.get(..n).unwrap_or_default();
+    let mut fields = text
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let field = fields.nth(1).unwrap_or_default();
+    let mut value: u64 = 0;
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return 0;
+        }
+        value = value.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+    }
+    value
 }
 
 impl MonotonicTimer {
@@ -199,6 +247,29 @@ impl ShotTimer for SimulatedTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_real_timer_reads_its_threads_run_delay_after_opening_it_on_that_thread() {
+        std::thread::spawn(|| {
+            let mut t = MonotonicTimer::new(50_000);
+            assert_eq!(
+                t.run_delay_ns(),
+                0,
+                "nothing is read before on_clock_thread"
+            );
+            t.on_clock_thread();
+            if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+                let a = t.run_delay_ns();
+                for _ in 0..1000 {
+                    std::thread::yield_now();
+                }
+                let b = t.run_delay_ns();
+                assert!(b >= a, "run delay is cumulative: {a} then {b}");
+            }
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn monotonic_wait_never_returns_early() {

@@ -439,23 +439,33 @@ fn shots_start_exactly_on_the_cycle_grid() {
 }
 
 /// Cycle just long enough for the shot plus the lead; a 45 µs late camera in shot 2 (within the 50 µs
-/// slack) pushes shot 3 5 µs past its slot.
-fn overrun_setup(policy: UnderflowPolicy) -> (Nanos, Played) {
+/// slack) pushes shot 3 5 µs past its slot. `spin`: the shot is spun through (the default for a shot this
+/// short), which in cycle mode adds one wait per shot after the first (a sleep until its slot's lead
+/// begins); otherwise every event is slept for (`spin_shots_up_to_ns: 0`).
+fn overrun_setup(policy: UnderflowPolicy, spin: bool) -> (Nanos, Played) {
     let rig = timing_rig();
     let cycle = CAMERA_AT_NS + LEAD_NS + 40_000;
     let cfg = ClockConfig {
         cycle_ns: cycle,
         slack_ns: 50_000,
         underflow_policy: policy,
+        spin_shots_up_to_ns: if spin { cycle } else { 0 },
         ..config()
     };
-    let timer = SimulatedTimer::new(START_NS).inject_lateness(wait_index(2, 3), 45_000);
+    let camera_of_shot_2 = wait_index(2, 3) + if spin { 2 } else { 0 };
+    let timer = SimulatedTimer::new(START_NS).inject_lateness(camera_of_shot_2, 45_000);
     (cycle, play(&rig, cfg, timer, 6, 1))
 }
 
 #[test]
 fn a_shot_that_misses_its_slot_is_reported_as_an_overrun() {
-    let (cycle, played) = overrun_setup(UnderflowPolicy::Record);
+    for spin in [false, true] {
+        a_shot_that_misses_its_slot_is_reported_as_an_overrun_when(spin);
+    }
+}
+
+fn a_shot_that_misses_its_slot_is_reported_as_an_overrun_when(spin: bool) {
+    let (cycle, played) = overrun_setup(UnderflowPolicy::Record, spin);
     assert_eq!(played.summary.outcome, RunOutcome::Completed);
     assert_eq!(played.summary.shots_done, 6);
     assert_eq!(played.summary.underflows, 1);
@@ -471,7 +481,13 @@ fn a_shot_that_misses_its_slot_is_reported_as_an_overrun() {
 
 #[test]
 fn fail_policy_stops_at_the_first_overrun() {
-    let (_, played) = overrun_setup(UnderflowPolicy::Fail);
+    for spin in [false, true] {
+        fail_policy_stops_at_the_first_overrun_when(spin);
+    }
+}
+
+fn fail_policy_stops_at_the_first_overrun_when(spin: bool) {
+    let (_, played) = overrun_setup(UnderflowPolicy::Fail, spin);
     assert_eq!(
         played.summary.outcome,
         RunOutcome::Overrun {

@@ -234,8 +234,8 @@ pub fn clock_config(section: &BackendSection) -> ClockConfig {
             priority: t.realtime.priority,
             cpu: t.realtime.cpu,
             mlock: t.realtime.mlock,
-            spin_shots_up_to_ns: t.realtime.spin_shots_up_to_ns,
         },
+        spin_shots_up_to_ns: t.spin_shots_up_to_ns,
     }
 }
 

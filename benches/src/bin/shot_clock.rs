@@ -14,9 +14,14 @@
 //! The methods run interleaved in rounds of 10 000 waits (1 s) so that a noisy neighbour hits all of them
 //! alike. Lateness = time the wait returned − deadline. `cpu_fraction` = CPU time of the waiting thread /
 //! wall time. Targets (checked on the sim.yaml margin): p99 ≤ max(1.5 × bare-spin p99, bare-spin p99 + 1 µs);
-//! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. Then the full path: the real shot clock thread with
-//! simulated devices plays back-to-back shots with the sim.yaml timing, once as is and once with a
-//! `SCHED_IDLE` spinner per CPU keeping the vCPUs from halting (`…_vcpus_awake`, a diagnostic), and once with
+//! p99 ≤ 10 µs; p99 ≥ 100 × lower than tokio's. `shot_clock_grid_margin_50us`: the real shot clock thread as
+//! `sim.yaml` configures it (no real time; spinning through its short shots of 10 events 100 µs apart,
+//! backing off when the CPU is contended), interleaved with the rounds, and the same with
+//! `spin_shots_up_to_ns: 0` (`…_sleeping_in_shots`); the targets are checked on it too, and `full_path` p99
+//! ≤ its p99 + 5 µs. Then the full path: the real shot clock thread with
+//! simulated devices plays back-to-back shots with the sim.yaml timing, as shipped (spinning through its
+//! shots), sleeping in its shots (`…_sleeping_in_shots`), sleeping with a `SCHED_IDLE` spinner per CPU keeping
+//! the vCPUs from halting (`…_vcpus_awake`, a diagnostic), and with
 //! the real-time opt-in on the last CPU as shipped (`…_realtime`, when RT throttling is on and ≥ 2 CPUs). Every row
 //! also reports the waiting thread's late waits, minor faults, involuntary switches and run delay.
 //!
@@ -369,6 +374,7 @@ fn full_path(
     slack_ns: Nanos,
     shots: u64,
     realtime: shotline_hal::realtime::RealtimeOptions,
+    spin_through_shots: bool,
 ) -> Result<ResultRow> {
     let (_world, devices, timelines) = rig()?;
     let config = ClockConfig {
@@ -377,6 +383,11 @@ fn full_path(
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
         realtime,
+        spin_shots_up_to_ns: if spin_through_shots {
+            ClockConfig::default().spin_shots_up_to_ns
+        } else {
+            0
+        },
         ..ClockConfig::default()
     };
     let (mut control, mut outputs) =
@@ -444,32 +455,40 @@ fn full_path(
         ),
         _ => (serde_json::Value::Null, serde_json::Value::Null),
     };
-    Ok(
-        ResultRow::new(format!("full_path_margin_{}us", margin_ns / 1000))
-            .rate((summary.shots_done as f64 / (wall as f64 / 1e9) * 10.0).round() / 10.0)
-            .percentiles(&Percentiles::of(&lateness))
-            .field("shots", summary.shots_done)
-            .field("shot_records", shot_records)
-            .field("events_per_shot", events_per_shot)
-            .field("underflows", summary.underflows)
-            .field("event_overflows", summary.event_overflows)
-            .field("late_over_1us", late_1us)
-            .field(
-                "p99_ns_by_event_time",
-                by_time
-                    .iter()
-                    .map(|(t, h)| {
-                        (
-                            t.to_string(),
-                            serde_json::Value::from(h.value_at_quantile(0.99)),
-                        )
-                    })
-                    .collect::<serde_json::Map<_, _>>(),
-            )
-            .field("minor_faults", faults)
-            .field("preempted", preempted)
-            .field("cpu_fraction", cpu),
+    Ok(ResultRow::new(format!(
+        "full_path_margin_{}us{}",
+        margin_ns / 1000,
+        if spin_through_shots {
+            ""
+        } else {
+            "_sleeping_in_shots"
+        }
+    ))
+    .rate((summary.shots_done as f64 / (wall as f64 / 1e9) * 10.0).round() / 10.0)
+    .percentiles(&Percentiles::of(&lateness))
+    .field("shots", summary.shots_done)
+    .field("shot_records", shot_records)
+    .field("events_per_shot", events_per_shot)
+    .field("underflows", summary.underflows)
+    .field("spun_shots", summary.spun_shots)
+    .field("spin_backoffs", summary.spin_backoffs)
+    .field("event_overflows", summary.event_overflows)
+    .field("late_over_1us", late_1us)
+    .field(
+        "p99_ns_by_event_time",
+        by_time
+            .iter()
+            .map(|(t, h)| {
+                (
+                    t.to_string(),
+                    serde_json::Value::from(h.value_at_quantile(0.99)),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>(),
     )
+    .field("minor_faults", faults)
+    .field("preempted", preempted)
+    .field("cpu_fraction", cpu))
 }
 
 /// One `SCHED_IDLE` busy thread per allowed CPU (diagnostic: no vCPU ever halts while they run; any other
@@ -566,11 +585,18 @@ fn main() -> Result<()> {
     let mut report = Report::new("shot_clock", args);
     let (read_ns, reads_per_s) = clock_read_cost(if args.quick { 200_000 } else { 2_000_000 });
     let mut waits: Vec<Waits> = methods.iter().map(|_| Waits::new()).collect();
+    // The real shot clock as the default config runs it (no real time, spinning through its short shots),
+    // and the same with `spin_shots_up_to_ns: 0` (sleeping before each event), on the same 100 µs grid.
+    let mut grid = Variant::new();
+    let mut grid_sleeping = Variant::new();
+    let timing = (margin_ns, lead_ns, slack_ns);
     for _ in 0..rounds {
         for (method, w) in methods.iter().zip(waits.iter_mut()) {
             measure(*method, WAITS_PER_ROUND, w)
                 .with_context(|| format!("{} every {PERIOD_NS} ns", method.name()))?;
         }
+        grid_window(None, true, timing, &mut grid)?;
+        grid_window(None, false, timing, &mut grid_sleeping)?;
     }
     for (method, w) in methods.iter().zip(&waits) {
         report.results.push(
@@ -587,21 +613,61 @@ fn main() -> Result<()> {
                 .field("run_delay_us", w.run_delay_ns / 1000),
         );
     }
+    let grid_name = format!("shot_clock_grid_margin_{}us", margin_ns / 1000);
+    for (name, v) in [
+        (grid_name.clone(), &grid),
+        (format!("{grid_name}_sleeping_in_shots"), &grid_sleeping),
+    ] {
+        report.results.push(
+            ResultRow::new(name)
+                .percentiles(&Percentiles::of(&v.lateness))
+                .field("period_ns", PERIOD_NS)
+                .field("events", v.samples)
+                .field("underflows", v.underflows)
+                .field("spun_shots", v.spun_shots)
+                .field("spin_backoffs", v.spin_backoffs),
+        );
+    }
     report.results.push(
         ResultRow::new("monotonic_ns_read")
             .rate(reads_per_s.round())
             .field("ns_per_read", (read_ns * 10.0).round() / 10.0),
     );
     report.results.push(
-        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
-            .with_context(|| format!("full path with margin {margin_ns} ns"))?,
+        full_path(
+            margin_ns,
+            lead_ns,
+            slack_ns,
+            shots,
+            Default::default(),
+            true,
+        )
+        .with_context(|| format!("full path with margin {margin_ns} ns"))?,
     );
-    // The same full path while a SCHED_IDLE spinner per CPU keeps every vCPU from halting (they yield to any
-    // other thread at once): shows how much of the full path's tail is the wake-up of a halted vCPU.
+    report.results.push(
+        full_path(
+            margin_ns,
+            lead_ns,
+            slack_ns,
+            shots,
+            Default::default(),
+            false,
+        )
+        .with_context(|| format!("full path with margin {margin_ns} ns, sleeping in shots"))?,
+    );
+    // The sleeping full path while a SCHED_IDLE spinner per CPU keeps every vCPU from halting (they yield to
+    // any other thread at once): shows how much of its tail is the wake-up of a halted vCPU.
     let awake = {
         let _spinners = IdleSpinners::start();
-        full_path(margin_ns, lead_ns, slack_ns, shots, Default::default())
-            .with_context(|| format!("full path with margin {margin_ns} ns, vCPUs kept awake"))?
+        full_path(
+            margin_ns,
+            lead_ns,
+            slack_ns,
+            shots,
+            Default::default(),
+            false,
+        )
+        .with_context(|| format!("full path with margin {margin_ns} ns, vCPUs kept awake"))?
     };
     report.results.push(ResultRow {
         name: format!("{}_vcpus_awake", awake.name),
@@ -611,7 +677,7 @@ fn main() -> Result<()> {
     // its short shots): its vCPU does not halt inside a shot. Skipped where real time is not possible.
     let plan = shotline_benches::noisy::RealtimePlan::decide();
     if plan.cpu.is_some() {
-        let rt = full_path(margin_ns, lead_ns, slack_ns, shots, plan.options())
+        let rt = full_path(margin_ns, lead_ns, slack_ns, shots, plan.options(), true)
             .with_context(|| format!("full path with margin {margin_ns} ns, real time"))?;
         report.results.push(
             ResultRow {
@@ -630,10 +696,25 @@ fn main() -> Result<()> {
     let spin = p99(Method::BareSpin);
     let tokio = p99(Method::Tokio);
     let spin_limit = (spin.saturating_mul(3) / 2).max(spin.saturating_add(1_000));
-    let checked = [(methods[0], p99(methods[0])), (methods[1], p99(methods[1]))];
+    let grid_p99 = grid.lateness.value_at_quantile(0.99);
+    let checked = [
+        (grid_name.clone(), grid_p99),
+        (methods[0].name(), p99(methods[0])),
+        (methods[1].name(), p99(methods[1])),
+    ];
     let load = format!("{:?}", report.machine.load_avg);
-    for (m, sc) in checked {
-        let name = m.name();
+    let full_name = format!("full_path_margin_{}us", margin_ns / 1000);
+    let full_p99 = report.row(&full_name).and_then(|r| r.p99_ns).unwrap_or(0);
+    report.check(
+        &full_name,
+        Target::new(
+            "target_full_path_vs_clock",
+            full_p99 <= grid_p99.saturating_add(5_000),
+            "full path p99 <= the shot clock's p99 + 5 us",
+            format!("full path p99 {full_p99} ns, {grid_name} p99 {grid_p99} ns"),
+        ),
+    );
+    for (name, sc) in checked {
         report.check(
             &name,
             Target::new(
@@ -686,6 +767,9 @@ struct Variant {
     samples: u64,
     /// Every window got what it asked for (vacuously true when nothing was asked).
     granted: bool,
+    /// Shots spun through, and spun shots after which the clock backed off (preempted without real time).
+    spun_shots: u64,
+    spin_backoffs: u64,
 }
 
 impl Variant {
@@ -695,6 +779,8 @@ impl Variant {
             underflows: 0,
             samples: 0,
             granted: true,
+            spun_shots: 0,
+            spin_backoffs: 0,
         }
     }
 }
@@ -727,21 +813,23 @@ fn grid_window(
         .map_err(|e| anyhow!("programming rf: {e}"))?;
     let shot_ns = lead_ns + GRID_EVENTS * PERIOD_NS;
     let shots = 1_000_000_000 / shot_ns;
-    let name = if realtime.is_some() { "rt" } else { "nrt" };
+    let name = match (realtime.is_some(), spin_through_shots) {
+        (true, true) => "rt",
+        (true, false) => "rt-sleep",
+        (false, true) => "nrt",
+        (false, false) => "nrt-sleep",
+    };
     let config = ClockConfig {
         lead_ns,
         cycle_ns: 0,
         slack_ns,
         underflow_policy: UnderflowPolicy::Record,
-        realtime: realtime
-            .map(|p| {
-                let mut o = p.options();
-                if !spin_through_shots {
-                    o.spin_shots_up_to_ns = 0;
-                }
-                o
-            })
-            .unwrap_or_default(),
+        realtime: realtime.map(|p| p.options()).unwrap_or_default(),
+        spin_shots_up_to_ns: if spin_through_shots {
+            ClockConfig::default().spin_shots_up_to_ns
+        } else {
+            0
+        },
         ..ClockConfig::default()
     };
     let sink = shotline_benches::wait_diag::Sink::default();
@@ -809,6 +897,8 @@ fn grid_window(
         return Err(anyhow!("run ended with {:?}", summary.outcome));
     }
     into.underflows += summary.underflows;
+    into.spun_shots += summary.spun_shots;
+    into.spin_backoffs += summary.spin_backoffs;
     Ok(())
 }
 
@@ -873,6 +963,7 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
         monotonic_ns(),
     );
     let mut plain = Variant::new();
+    let mut plain_sleeping = Variant::new();
     let mut rt = Variant::new();
     let mut rt_wide = Variant::new();
     let mut rt_sleeping = Variant::new();
@@ -880,7 +971,9 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
     // The real-time clock also with a margin of one grid period: it then sleeps only during the lead.
     let wide = (PERIOD_NS, timing.1, timing.2);
     for _ in 0..rounds {
-        grid_window(None, false, timing, &mut plain)?;
+        grid_window(None, true, timing, &mut plain)?;
+        std::thread::sleep(RT_PAUSE);
+        grid_window(None, false, timing, &mut plain_sleeping)?;
         std::thread::sleep(RT_PAUSE);
         grid_window(Some(&plan), true, timing, &mut rt)?;
         std::thread::sleep(RT_PAUSE);
@@ -906,6 +999,8 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
             .field("realtime", realtime)
             .field("realtime_granted", realtime && asked && v.granted)
             .field("underflows", v.underflows)
+            .field("spun_shots", v.spun_shots)
+            .field("spin_backoffs", v.spin_backoffs)
             .field(what, v.samples)
             .field("slack_ns", slack_ns)
             .field("period_ns", PERIOD_NS)
@@ -918,6 +1013,12 @@ fn noisy_main(args: shotline_benches::Args) -> Result<()> {
     report
         .results
         .push(row(&clock_name, &plain, false, "events"));
+    report.results.push(row(
+        &format!("{clock_name}_sleeping_in_shots"),
+        &plain_sleeping,
+        false,
+        "events",
+    ));
     report
         .results
         .push(row(&format!("{clock_name}_realtime"), &rt, true, "events"));

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use records::{ClockReport, EventRecord, RunOutcome, RunSummary, ShotRecord, Stamp};
 
 use crate::device::{Device, DeviceHandle, Readout, ShotContext};
-use crate::realtime::{apply_realtime, spins_shot, RealtimeOptions};
+use crate::realtime::{apply_realtime, rests_between_shots, spins_shot, RealtimeOptions};
 use crate::time::{Nanos, ShotTimer};
 use crate::timeline::DeviceTimeline;
 
@@ -65,6 +65,10 @@ pub struct ClockConfig {
     pub event_ring: usize,
     /// Opt-in real-time scheduling of the clock thread.
     pub realtime: RealtimeOptions,
+    /// A shot whose lead plus length is at most this is spun from the start of its lead to its end, never
+    /// sleeping inside it (0 = never; capped at [`crate::realtime::MAX_SPIN_SHOT_NS`]). With real time
+    /// granted the clock also rests between such shots for a quarter of the time it spun.
+    pub spin_shots_up_to_ns: Nanos,
 }
 
 impl Default for ClockConfig {
@@ -77,6 +81,7 @@ impl Default for ClockConfig {
             shot_ring: 4096,
             event_ring: 65_536,
             realtime: RealtimeOptions::default(),
+            spin_shots_up_to_ns: 2_000_000,
         }
     }
 }
@@ -163,6 +168,7 @@ pub fn spawn(
         events: ev_tx,
         abort: abort.clone(),
         realtime_granted: false,
+        spin_backoff: SpinBackoff::default(),
     };
     let thread = thread::Builder::new()
         .name(format!("shot-clock-{name}"))
@@ -250,6 +256,53 @@ struct Worker {
     delay: Arc<AtomicU64>,
     /// Real time was asked for and everything asked for was granted.
     realtime_granted: bool,
+    /// When a clock without real time spins again after it was kept off the CPU in a spun shot.
+    spin_backoff: SpinBackoff,
+}
+
+/// First back-off from spinning after a preempted spun shot; doubled on every further one, up to
+/// [`SPIN_BACKOFF_MAX_NS`], and back to this after a spun shot nobody preempted.
+pub const SPIN_BACKOFF_MIN_NS: Nanos = 20_000_000;
+/// Longest back-off from spinning (so a busy machine costs at most one contended spun shot per 10 s).
+pub const SPIN_BACKOFF_MAX_NS: Nanos = 10_000_000_000;
+/// Run delay (time runnable but waiting for a CPU) within one spun shot from which the clock backs off: a
+/// CPU-bound neighbour keeps a spinner waiting for a time slice (milliseconds); a woken thread that runs
+/// for some µs, or a kernel worker, stays below this.
+pub const SPIN_CONTENDED_NS: Nanos = 250_000;
+
+/// Spinning without real time competes fairly for the CPU: when other threads want it, the fair scheduler
+/// makes a spinner wait for whole time slices (milliseconds), while a sleeper is woken promptly. So a clock
+/// without real time that was kept waiting for the CPU for [`SPIN_CONTENDED_NS`] or more during a spun shot
+/// sleeps (as `sleep_margin_ns` says) for a while. A short preemption (a woken thread running for a few µs)
+/// does not count.
+#[derive(Debug, Default)]
+struct SpinBackoff {
+    /// Timer time before which shots are not spun.
+    resume_at: Nanos,
+    /// Length of the next back-off (0 = [`SPIN_BACKOFF_MIN_NS`]).
+    next_ns: Nanos,
+    /// When the last contended spun shot ended.
+    last_contended: Nanos,
+}
+
+impl SpinBackoff {
+    fn allows(&self, now: Nanos) -> bool {
+        now >= self.resume_at
+    }
+
+    /// After a spun shot: `contended` starts a back-off from `now`, twice as long as the previous one (up
+    /// to the maximum); the length falls back to the minimum only after [`SPIN_BACKOFF_MAX_NS`] without a
+    /// contended shot (a clean shot in between, on a machine that is busy on and off, does not reset it).
+    fn after_shot(&mut self, now: Nanos, contended: bool) {
+        if contended {
+            let len = self.next_ns.max(SPIN_BACKOFF_MIN_NS);
+            self.resume_at = now.saturating_add(len);
+            self.next_ns = len.saturating_mul(2).min(SPIN_BACKOFF_MAX_NS);
+            self.last_contended = now;
+        } else if now.saturating_sub(self.last_contended) >= SPIN_BACKOFF_MAX_NS {
+            self.next_ns = 0;
+        }
+    }
 }
 
 /// One entry of the merged schedule: (time, device, event index).
@@ -263,16 +316,18 @@ impl Worker {
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
         }
+        self.timer.on_clock_thread();
         let refused = apply_realtime(&self.config.realtime);
         for warning in &refused {
             tracing::warn!(clock = %self.name, "{warning}");
         }
         self.realtime_granted = self.config.realtime.enabled && refused.is_empty();
-        if spins_shot(&self.config.realtime, self.realtime_granted, 0, 0) {
+        if self.config.spin_shots_up_to_ns > 0 {
             tracing::info!(
                 clock = %self.name,
-                up_to_ns = self.config.realtime.spin_shots_up_to_ns,
-                "real time granted on a pinned core: short shots are spun through, with rests between shots"
+                up_to_ns = self.config.spin_shots_up_to_ns,
+                rests = rests_between_shots(&self.config.realtime, self.realtime_granted),
+                "short shots are spun through (no sleep inside them)"
             );
         }
         loop {
@@ -314,6 +369,8 @@ impl Worker {
             shot_overflows: 0,
             event_overflows: 0,
             underflows: 0,
+            spun_shots: 0,
+            spin_backoffs: 0,
         };
         if run.devices.len() != run.timelines.len() || run.devices.len() > u16::MAX as usize {
             summary.outcome = RunOutcome::Rejected(format!(
@@ -379,11 +436,12 @@ impl Worker {
         let abort = self.abort.clone();
         let run_id = run.run_id;
         let cancelled = move || run_id < abort.load(Ordering::Relaxed);
-        // Real time on a reserved core: a short shot is spun from its lead to its end, because a wake-up from
-        // a sleep can come hundreds of µs late even for a SCHED_FIFO thread on a VM (docs/performance.md).
-        // The clock rests between shots instead, before the next shot's deadlines exist, for a quarter of
-        // the time it spun (busy ≤ 80 % of the core, under the kernel's RT throttling).
-        let spin = spins_shot(&cfg.realtime, self.realtime_granted, cfg.lead_ns, shot_len);
+        // A short shot is spun from its lead to its end: a sleep lets the (v)CPU halt, and the wake-up from it
+        // comes tens to hundreds of µs late now and then, real time or not (docs/performance.md). Under real
+        // time the clock rests between shots, before the next shot's deadlines exist, for a quarter of the
+        // time it spun (busy ≤ 80 % of the core, under the kernel's RT throttling).
+        let short = spins_shot(cfg.spin_shots_up_to_ns, cfg.lead_ns, shot_len);
+        let fifo = rests_between_shots(&cfg.realtime, self.realtime_granted);
         let mut last_busy: Nanos = 0;
         for shot in 0..run.shots {
             if run.run_id < self.abort.load(Ordering::SeqCst) {
@@ -395,10 +453,17 @@ impl Worker {
                 experiment: run.experiment,
                 shot,
             };
-            if spin && last_busy > 0 {
+            if fifo && last_busy > 0 {
                 self.timer.rest(last_busy / 4);
             }
             let mut shot_begin = self.timer.now();
+            // Under real time nothing of lower priority preempts the clock: it always spins short shots.
+            let spin = short && (fifo || self.spin_backoff.allows(shot_begin));
+            let delay_before = if spin && !fifo {
+                self.timer.run_delay_ns()
+            } else {
+                0
+            };
             let earliest = shot_begin.saturating_add(cfg.lead_ns);
             let (t0, overrun_ns) = match (cfg.cycle_ns, first_t0) {
                 (c, Some(f)) if c > 0 => {
@@ -582,7 +647,17 @@ impl Worker {
             }
             summary.shots_done += 1;
             if spin {
-                last_busy = self.timer.now().saturating_sub(shot_begin);
+                let now = self.timer.now();
+                last_busy = now.saturating_sub(shot_begin);
+                summary.spun_shots += 1;
+                if !fifo {
+                    let waited = self.timer.run_delay_ns().saturating_sub(delay_before);
+                    let contended = waited >= SPIN_CONTENDED_NS;
+                    summary.spin_backoffs += u64::from(contended);
+                    self.spin_backoff.after_shot(now, contended);
+                }
+            } else {
+                last_busy = 0;
             }
         }
     }

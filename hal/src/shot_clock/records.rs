@@ -135,6 +135,11 @@ pub struct RunSummary {
     pub event_overflows: u64,
     /// Underflows counted (all policies).
     pub underflows: u64,
+    /// Shots spun through (no sleep inside them; `spin_shots_up_to_ns`).
+    pub spun_shots: u64,
+    /// Spun shots during which the clock (without real time) waited for a CPU for 250 µs or more (`SPIN_CONTENDED_NS`): each
+    /// started a back-off during which shots are slept as usual.
+    pub spin_backoffs: u64,
 }
 
 /// Everything the shot clock reports.
