@@ -7,9 +7,12 @@
 mod error;
 mod listing;
 pub mod marks;
+pub mod postgres;
 pub mod records;
 pub mod schema;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod thread;
 
 pub use error::{storage_problem_of, StorageProblem, StoreError};
