@@ -83,6 +83,15 @@ pub enum StoreError {
     #[error("the store writer thread is closed; restart the persistence actor")]
     Closed,
 
+    /// The selected engine is not available in this build.
+    #[error("the {engine} store engine is not available in this build: {hint}")]
+    Unsupported {
+        /// The engine asked for.
+        engine: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
     /// The writer thread's queue is full.
     #[error("the store writer queue is full; retry later or reduce the submission rate")]
     Busy,

@@ -149,6 +149,13 @@ pub struct JobRecord {
     pub updated_at: String,
 }
 
+impl JobRecord {
+    /// The typed status (`None`: a stored value no release writes).
+    pub fn job_status(&self) -> Option<crate::JobStatus> {
+        self.status.parse().ok()
+    }
+}
+
 /// Result of [`Store::insert_job`](crate::Store::insert_job).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {

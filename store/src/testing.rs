@@ -106,7 +106,7 @@ fn admin(url: &str, sql: &str) {
     if let Err(e) = try_admin(url, sql) {
         panic!(
             "test PostgreSQL server {}: {sql}: {e}",
-            crate::postgres::redact_url(url)
+            crate::redact_url(url)
         );
     }
 }
