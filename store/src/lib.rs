@@ -42,9 +42,15 @@ pub async fn open(selection: &StoreSelection) -> Result<Arc<dyn Engine>, StoreEr
             engine: "sqlite",
             hint: "the SQLite engine is being ported to the store interface",
         }),
-        StoreSelection::Postgres { .. } => Err(StoreError::Unsupported {
-            engine: "postgres",
-            hint: "this build has no PostgreSQL engine yet; remove `store: { postgres: ... }` to use SQLite",
-        }),
+        StoreSelection::Postgres {
+            url,
+            allow_synchronous_commit_off,
+        } => {
+            let options = postgres::PgOptions {
+                allow_synchronous_commit_off: *allow_synchronous_commit_off,
+                ..postgres::PgOptions::new(url)
+            };
+            Ok(Arc::new(postgres::PgEngine::open(&options).await?))
+        }
     }
 }

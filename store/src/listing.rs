@@ -37,7 +37,7 @@ pub(crate) const ACTIVE_JOBS_OF_USER: &str =
 
 /// Bytes of text a job row holds (what a listing answer carries of it); never more than the row's
 /// summary takes encoded, so a listing the store stops at its budget is also over it encoded.
-fn row_bytes(j: &JobRecord, owner: &str) -> usize {
+pub(crate) fn row_bytes(j: &JobRecord, owner: &str) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
     j.id.len()
         + owner.len()

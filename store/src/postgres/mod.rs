@@ -12,9 +12,16 @@
 //!   one conditional upsert;
 //! - job sequence numbers and row ids come from sequences.
 
+mod backends;
 mod durability;
+mod engine;
 mod error;
+mod executions;
+mod jobs;
+mod locks;
+mod rows;
 pub mod schema;
+mod users;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{IsolationLevel, NoTls};
 
 pub use durability::{check_durability_settings, DurabilitySettings};
-pub(crate) use error::{pg_error, pool_error, violation, Violation};
+pub(crate) use error::{pg_error, pool_error, violation};
 
 use crate::{redact_url, StoreError};
 
@@ -140,7 +147,9 @@ pub struct PgEngine {
     pub(crate) pool: Pool,
     description: String,
     settings: DurabilitySettings,
-    commits: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) ops: AtomicU64,
+    pub(crate) commit_delay_ns: AtomicU64,
 }
 
 impl std::fmt::Debug for PgEngine {
@@ -198,6 +207,8 @@ impl PgEngine {
             description,
             settings,
             commits: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            commit_delay_ns: AtomicU64::new(0),
         })
     }
 
@@ -217,19 +228,15 @@ impl PgEngine {
         schema::current_version(&client).await
     }
 
-    /// Transactions committed by this engine since it was opened.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Closes the pool: waiting operations fail, pooled connections are closed when returned.
-    pub fn close(&self) {
-        self.pool.close();
-    }
-
-    /// A pooled connection.
+    /// A pooled connection for one operation (counted).
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Counts a write committed by a single auto-committed statement.
+    pub(crate) fn count_commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Starts a `READ COMMITTED` transaction (whatever the server's default isolation): admission relies
@@ -250,6 +257,10 @@ impl PgEngine {
         &self,
         tx: deadpool_postgres::Transaction<'_>,
     ) -> Result<(), StoreError> {
+        let delay = self.commit_delay_ns.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_nanos(delay)).await;
+        }
         tx.commit().await.map_err(pg_error)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
