@@ -25,11 +25,10 @@ use std::time::Duration;
 
 pub use shotline_protocol::JobStatus;
 
-use crate::listing::JobFilter;
 use crate::marks::AckMarks;
 use crate::records::{
-    CalibrationRecord, ExecutionRecord, JobEvent, JobRecord, LockRecord, NewJob, ResultRecord,
-    ShotDataRecord, UserRecord,
+    CalibrationRecord, ExecutionRecord, JobEvent, JobFilter, JobRecord, LockRecord, NewJob,
+    ResultRecord, ShotDataRecord, UserRecord,
 };
 use crate::StoreError;
 

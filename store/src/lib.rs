@@ -7,15 +7,12 @@
 
 pub mod api;
 mod error;
-mod listing;
 pub mod marks;
 pub mod postgres;
 pub mod records;
-pub mod schema;
-mod store;
+pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod thread;
 
 use std::sync::Arc;
 
@@ -25,23 +22,28 @@ pub use api::{
     LockStore, SettlePolicy, Settled, StoreFuture, StoreSelection, UserStore,
 };
 pub use error::{storage_problem_of, StorageProblem, StoreError};
-pub use listing::JobFilter;
 pub use marks::{ack_hwm_path, read_ack_hwm, write_ack_hwm, AckMarks};
 pub use records::{
-    normalize_time, CalibrationRecord, ExecutionRecord, Inserted, JobEvent, JobRecord, LockRecord,
-    NewJob, Pragmas, ResultRecord, ShotDataRecord, UserRecord, STATUS_QUEUED,
+    listing_row_bytes, normalize_time, CalibrationRecord, ExecutionRecord, Inserted, JobEvent,
+    JobFilter, JobRecord, LockRecord, NewJob, Pragmas, ResultRecord, ShotDataRecord, UserRecord,
+    STATUS_QUEUED,
 };
-pub use store::Store;
-pub use thread::{DbOp, DbThread, Reply, MAX_EXTRA_PER_BATCH};
+pub use sqlite::{schema, DbOp, DbThread, Reply, SqliteEngine, Store, MAX_EXTRA_PER_BATCH};
 
 /// Opens the selected store engine: SQLite (the default: the database file, its writer thread, migrations,
 /// the durability checks) or PostgreSQL. Blocking work runs off the async worker threads.
 pub async fn open(selection: &StoreSelection) -> Result<Arc<dyn Engine>, StoreError> {
     match selection {
-        StoreSelection::Sqlite { .. } => Err(StoreError::Unsupported {
-            engine: "sqlite",
-            hint: "the SQLite engine is being ported to the store interface",
-        }),
+        StoreSelection::Sqlite {
+            path,
+            queue_capacity,
+        } => {
+            let (path, cap) = (path.clone(), (*queue_capacity).max(1));
+            let engine = tokio::task::spawn_blocking(move || SqliteEngine::open(&path, cap))
+                .await
+                .map_err(|e| StoreError::Panicked(format!("opening the SQLite store: {e}")))??;
+            Ok(Arc::new(engine))
+        }
         StoreSelection::Postgres {
             url,
             allow_synchronous_commit_off,

@@ -6,8 +6,7 @@ use super::error::Violation;
 use super::rows::{self, exec, exec_or, one, opt, Result, JOB_COLS};
 use super::PgEngine;
 use crate::api::{Admission, JobStatus, JobStore, StoreFuture};
-use crate::listing::{row_bytes, JobFilter};
-use crate::records::{JobEvent, JobRecord, NewJob};
+use crate::records::{listing_row_bytes, JobEvent, JobFilter, JobRecord, NewJob};
 use crate::{normalize_time, StoreError};
 
 /// The job row, locked until the end of the transaction: a transition reads the status it checks under
@@ -194,7 +193,7 @@ impl PgEngine {
         for row in &found {
             let job = rows::job(row)?;
             let owner: String = row.try_get(width).map_err(super::pg_error)?;
-            bytes = bytes.saturating_add(row_bytes(&job, &owner));
+            bytes = bytes.saturating_add(listing_row_bytes(&job, &owner));
             out.push((job, owner));
             if f.max_bytes > 0 && bytes > f.max_bytes {
                 break;

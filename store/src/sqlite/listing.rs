@@ -3,52 +3,16 @@
 
 use rusqlite::params;
 
-use crate::records::{job_from_row, JobRecord, JOB_COLS};
+use super::rows::{job_from_row, JOB_COLS};
+use crate::records::{listing_row_bytes, JobFilter, JobRecord};
 use crate::{Store, StoreError};
 
 type Result<T> = std::result::Result<T, StoreError>;
-
-/// Filters of a job listing (all optional; newest first).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobFilter {
-    /// Only this user's jobs.
-    pub user_id: Option<i64>,
-    /// Only this status.
-    pub status: Option<String>,
-    /// Only this backend.
-    pub backend: Option<String>,
-    /// Submitted at or after (RFC 3339 UTC, normalised by the caller's format).
-    pub since: Option<String>,
-    /// Submitted before.
-    pub until: Option<String>,
-    /// Only jobs with `seq` below this (the cursor of the previous page).
-    pub before_seq: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-    /// Stop reading rows once those read hold more than this many bytes of text (0: no bound). The row
-    /// that crosses the bound is still returned, so a page always progresses.
-    pub max_bytes: usize,
-}
 
 /// The count of a user's active jobs (the admission check of every submit): answered from the
 /// `jobs_user_status` index (schema v3) by two seeks, whatever the user's history.
 pub(crate) const ACTIVE_JOBS_OF_USER: &str =
     "SELECT COUNT(*) FROM jobs WHERE user_id = ?1 AND status IN ('QUEUED', 'RUNNING')";
-
-/// Bytes of text a job row holds (what a listing answer carries of it); never more than the row's
-/// summary takes encoded, so a listing the store stops at its budget is also over it encoded.
-pub(crate) fn row_bytes(j: &JobRecord, owner: &str) -> usize {
-    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    j.id.len()
-        + owner.len()
-        + j.backend.len()
-        + j.status.len()
-        + opt(&j.qobj_id)
-        + opt(&j.detail)
-        + j.tags.iter().map(|t| t.len() + 1).sum::<usize>()
-        + j.submitted_at.len()
-        + j.updated_at.len()
-}
 
 impl Store {
     /// A page of jobs matching `f`, newest first, with their owners' names (without their bodies: `body`
@@ -98,7 +62,7 @@ impl Store {
         let mut bytes = 0usize;
         for row in rows {
             let (job, owner) = row?;
-            bytes = bytes.saturating_add(row_bytes(&job, &owner));
+            bytes = bytes.saturating_add(listing_row_bytes(&job, &owner));
             out.push((job, owner));
             if f.max_bytes > 0 && bytes > f.max_bytes {
                 break;

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::rows::*;
+use super::schema;
 use crate::error::{violation, Violation};
 use crate::records::*;
-use crate::{schema, StoreError};
+use crate::StoreError;
 
 /// A SQLite-backed shotline store. One connection; not `Sync` — share it through a
 /// [`DbThread`](crate::DbThread).
@@ -109,7 +111,7 @@ impl Store {
 
     /// Runs `f` atomically inside a savepoint (nests inside the writer thread's batch transaction;
     /// outside a transaction it is its own transaction).
-    fn atomic<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn atomic<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("SAVEPOINT store_atomic")?;
         match f(&self.conn) {
             Ok(v) => {
