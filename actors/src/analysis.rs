@@ -125,7 +125,7 @@ fn persist_progress(ctx: &Ctx, p: &RunProgress, done_in_run: u64) {
     );
     tokio::spawn(async move {
         let _ = db
-            .run(move |s| s.set_execution_progress(&id, &detail))
+            .run(move |e| async move { e.set_execution_progress(&id, &detail).await })
             .await;
     });
 }

@@ -8,6 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::persistence::Db;
 use crate::time::utc_now;
+use shotline_store::LockGrant;
 
 /// Why a lock was not granted or released.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +86,7 @@ impl Actor for LockManagerActor {
         _myself: ActorRef<Self::Msg>,
         db: Db,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let locks = db.run(|s| s.locks()).await?;
+        let locks = db.run(|e| async move { e.locks().await }).await?;
         let held = locks.into_iter().map(|l| (l.resource, l.owner)).collect();
         Ok(LockState { held, db })
     }
@@ -111,11 +112,19 @@ impl Actor for LockManagerActor {
                     }),
                     None => {
                         let (r, o, now) = (resource.clone(), owner.clone(), utc_now());
-                        match state.db.run(move |s| s.put_lock(&r, &o, &now, None)).await {
-                            Ok(()) => {
+                        let granted = state
+                            .db
+                            .run(move |e| async move { e.acquire_lock(&r, &o, &now, None).await })
+                            .await;
+                        match granted {
+                            Ok(LockGrant::Granted) => {
                                 state.held.insert(resource, owner);
                                 Ok(())
                             }
+                            Ok(LockGrant::Held(holder)) => Err(LockError::Held {
+                                resource: resource.clone(),
+                                owner: holder.owner,
+                            }),
                             Err(e) => Err(LockError::Store(e.to_string())),
                         }
                     }
@@ -130,7 +139,11 @@ impl Actor for LockManagerActor {
                 let result = match state.held.get(&resource) {
                     Some(o) if *o == owner => {
                         let (r, o) = (resource.clone(), owner.clone());
-                        match state.db.run(move |s| s.delete_lock(&r, &o)).await {
+                        match state
+                            .db
+                            .run(move |e| async move { e.release_lock(&r, &o).await })
+                            .await
+                        {
                             Ok(_) => {
                                 state.held.remove(&resource);
                                 Ok(())
@@ -145,7 +158,11 @@ impl Actor for LockManagerActor {
             LockMsg::ForceRelease { resource, reply } => {
                 let previous = state.held.remove(&resource);
                 let r = resource.clone();
-                if let Err(e) = state.db.run(move |s| s.force_delete_lock(&r)).await {
+                if let Err(e) = state
+                    .db
+                    .run(move |e| async move { e.force_release_lock(&r).await })
+                    .await
+                {
                     tracing::error!(%resource, error = %e, "force-unlock could not be persisted");
                 }
                 if let Some(owner) = &previous {

@@ -1,28 +1,28 @@
-//! The persistence actor: the single writer to the store. It owns the store's writer thread (SQLite,
-//! group commit, fsync on its own thread, never on a tokio worker) and forwards work to it. If the actor is
-//! restarted, the old thread drains and closes and a new one reopens the database.
+//! The persistence actor: it owns the store engine (an `Arc<dyn Engine>`: SQLite with its group-committing
+//! writer thread, or PostgreSQL) and hands it to callers. If the actor is restarted, the old engine drains
+//! what was queued and closes, and a new one is opened.
 //!
-//! Every other part of the runtime talks to it through [`Db`], which looks the actor up by name on each call
-//! (so a restarted actor is found again) and bounds every call with the configured timeout.
+//! Every other part of the runtime talks to the store through [`Db`], which looks the actor up by name on
+//! each call (so a restarted actor is found again), calls one method of the store interface
+//! ([`shotline_store::api`]: each method one atomic transaction, answered after its commit) and bounds the
+//! whole call with the configured timeout. Nothing outside `shotline_store` sees SQL or a connection.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use shotline_store::{DbThread, Store, StoreError};
-use tokio::sync::oneshot;
+use shotline_config::Config;
+use shotline_store::{Engine, StoreError, StoreSelection};
 
 use crate::context::{roles, Ctx};
 use crate::error::ServiceError;
 
-/// Work for the store thread: a closure that enqueues itself.
-pub type DbWork = Box<dyn FnOnce(&DbThread) + Send>;
-
 /// Messages of the persistence actor.
 pub enum PersistenceMsg {
-    /// Run some work on the store thread.
-    Run(DbWork),
-    /// `(batches, ops)` committed so far by the current thread.
+    /// The current engine (callers use it for one call, then ask again).
+    Engine(ractor::RpcReplyPort<Arc<dyn Engine>>),
+    /// `(commits, ops)` so far by the current engine (SQLite: group-commit batches).
     Stats(ractor::RpcReplyPort<(u64, u64)>),
     /// Fault injection: hold every commit this long.
     SetCommitDelay(Duration),
@@ -32,10 +32,17 @@ pub enum PersistenceMsg {
 
 /// Start arguments.
 pub struct PersistenceArgs {
-    /// The database file.
-    pub path: PathBuf,
-    /// Queue capacity of the writer thread.
-    pub queue_capacity: usize,
+    /// Which store to open.
+    pub selection: StoreSelection,
+}
+
+/// The store the configuration selects: today the SQLite database in the data directory, with a writer queue
+/// of `persistence.queue_capacity` operations.
+pub fn store_selection(config: &Config) -> StoreSelection {
+    StoreSelection::Sqlite {
+        path: config.db_path(),
+        queue_capacity: config.persistence.queue_capacity as usize,
+    }
 }
 
 /// The persistence actor.
@@ -43,7 +50,7 @@ pub struct PersistenceActor;
 
 impl Actor for PersistenceActor {
     type Msg = PersistenceMsg;
-    type State = Option<DbThread>;
+    type State = Option<Arc<dyn Engine>>;
     type Arguments = PersistenceArgs;
 
     async fn pre_start(
@@ -51,11 +58,9 @@ impl Actor for PersistenceActor {
         _myself: ActorRef<Self::Msg>,
         args: PersistenceArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let thread = tokio::task::spawn_blocking(move || {
-            DbThread::spawn(&args.path, args.queue_capacity.max(1))
-        })
-        .await??;
-        Ok(Some(thread))
+        let engine = shotline_store::open(&args.selection).await?;
+        tracing::debug!(store = %engine.describe(), "store opened");
+        Ok(Some(engine))
     }
 
     async fn handle(
@@ -68,21 +73,20 @@ impl Actor for PersistenceActor {
             PersistenceMsg::InjectPanic => {
                 panic!("injected fault: PersistenceMsg panics on request")
             }
-            PersistenceMsg::Run(work) => match state {
-                Some(t) => work(t),
-                None => return Err("the store thread is closed".into()),
+            PersistenceMsg::Engine(reply) => match state {
+                Some(e) => {
+                    let _ = reply.send(Arc::clone(e));
+                }
+                None => return Err("the store is closed".into()),
             },
             PersistenceMsg::SetCommitDelay(d) => {
-                if let Some(t) = state {
-                    t.set_commit_delay(d);
+                if let Some(e) = state {
+                    e.set_commit_delay(d);
                 }
             }
             PersistenceMsg::Stats(reply) => {
-                let stats = state
-                    .as_ref()
-                    .map(|t| t.group_commit_stats())
-                    .unwrap_or((0, 0));
-                let _ = reply.send(stats);
+                let s = state.as_ref().map(|e| e.stats()).unwrap_or_default();
+                let _ = reply.send((s.commits, s.ops));
             }
         }
         Ok(())
@@ -93,8 +97,8 @@ impl Actor for PersistenceActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.take() {
-            tokio::task::spawn_blocking(move || t.shutdown()).await??;
+        if let Some(e) = state.take() {
+            e.shutdown().await?;
         }
         Ok(())
     }
@@ -112,29 +116,24 @@ impl Db {
         Self { ctx: ctx.clone() }
     }
 
-    /// Runs `f` inside the next group-commit batch and returns its value once the batch has committed
-    /// (durably: `synchronous=FULL`). A failed `f` is rolled back alone.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, ServiceError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let timeout = self.ctx.call_timeout();
-        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let work: DbWork = Box::new(move |thread: &DbThread| thread.enqueue_with(f, tx));
-        let mut work = Some(work);
-        // The actor may be restarting: look it up again for a short while.
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// The current engine of the persistence actor (looked up again for a short while if it is restarting).
+    async fn engine(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<dyn Engine>, ServiceError> {
         loop {
             if let Some(actor) = self.ctx.lookup::<PersistenceMsg>(roles::PERSISTENCE) {
-                if let Some(w) = work.take() {
-                    match actor.cast(PersistenceMsg::Run(w)) {
-                        Ok(()) => break,
-                        Err(ractor::MessagingErr::SendErr(PersistenceMsg::Run(w))) => {
-                            work = Some(w)
-                        }
-                        Err(_) => return Err(ServiceError::unavailable("the store is restarting")),
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match actor.call(PersistenceMsg::Engine, Some(left)).await {
+                    Ok(ractor::rpc::CallResult::Success(e)) => return Ok(e),
+                    Ok(ractor::rpc::CallResult::Timeout) => {
+                        return Err(ServiceError::unavailable(format!(
+                            "the store did not answer within {} ms",
+                            self.ctx.call_timeout().as_millis()
+                        )))
                     }
+                    // Stopping or restarting: look again.
+                    Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {}
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -142,11 +141,22 @@ impl Db {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r.map_err(ServiceError::from),
-            Ok(Err(_)) => Err(ServiceError::unavailable(
-                "the store restarted before answering",
-            )),
+    }
+
+    /// Runs one call of the store interface and returns its value once its transaction has committed
+    /// (durably). `f` gets the engine and should make exactly one method call (one transaction):
+    /// `db.run(move |e| async move { e.job(&id).await })`. The whole call (finding the actor, the
+    /// transaction) is bounded by the call timeout.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, ServiceError>
+    where
+        F: FnOnce(Arc<dyn Engine>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let timeout = self.ctx.call_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let engine = self.engine(deadline).await?;
+        match tokio::time::timeout(timeout, f(engine)).await {
+            Ok(r) => r.map_err(ServiceError::from),
             Err(_) => Err(ServiceError::unavailable(format!(
                 "the store did not answer within {} ms",
                 timeout.as_millis()

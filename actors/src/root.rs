@@ -78,8 +78,7 @@ impl RootState {
                     Some(ctx.name(roles::PERSISTENCE)),
                     PersistenceActor,
                     PersistenceArgs {
-                        path: cfg.db_path(),
-                        queue_capacity: cfg.persistence.queue_capacity as usize,
+                        selection: crate::persistence::store_selection(cfg),
                     },
                     sup,
                 )

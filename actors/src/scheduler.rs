@@ -70,7 +70,7 @@ impl Actor for SchedulerActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let db = Db::new(&ctx);
         let jobs: Vec<JobRecord> = db
-            .run(|s| s.jobs_with_status(JobStatus::Queued.as_str()))
+            .run(|e| async move { e.jobs_with_status(JobStatus::Queued).await })
             .await?;
         let mut state = SchedulerState {
             ctx,
@@ -115,7 +115,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Reload => {
                 match state
                     .db
-                    .run(|s| s.jobs_with_status(JobStatus::Queued.as_str()))
+                    .run(|e| async move { e.jobs_with_status(JobStatus::Queued).await })
                     .await
                 {
                     Ok(jobs) => {
@@ -169,8 +169,8 @@ impl SchedulerState {
             };
             // The job may have been cancelled or already handled since it was queued.
             let id = head.job_id.clone();
-            let still_queued = match self.db.run(move |s| s.job(&id)).await {
-                Ok(Some(j)) => j.status == JobStatus::Queued.as_str(),
+            let still_queued = match self.db.run(move |e| async move { e.job(&id).await }).await {
+                Ok(Some(j)) => j.job_status() == Some(JobStatus::Queued),
                 Ok(None) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler: store unavailable, will retry");

@@ -19,7 +19,7 @@ use shotline_protocol::{
     BackendConfig, ExperimentData, ExperimentHeader, ExperimentResult, Job, JobResult, JobStatus,
     StatusRecord,
 };
-use shotline_store::{ExecutionRecord, ShotDataRecord};
+use shotline_store::{ExecutionEnd, ExecutionRecord, ShotDataRecord};
 use tokio::sync::oneshot;
 
 use super::compile::{compile, shot_period_ns};
@@ -122,33 +122,11 @@ pub enum ExecEnd {
 }
 
 /// How an execution record is closed (`executions.outcome` in the store).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecOutcome {
-    /// Result committed.
-    Done,
-    /// Failed.
-    Error,
-    /// Cancelled by its owner.
-    Cancelled,
-    /// Stopped by a shutdown, pause, estop, restart, crash or panic.
-    Interrupted,
-}
-
-impl ExecOutcome {
-    /// The stored form, e.g. `INTERRUPTED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecOutcome::Done => "DONE",
-            ExecOutcome::Error => "ERROR",
-            ExecOutcome::Cancelled => "CANCELLED",
-            ExecOutcome::Interrupted => "INTERRUPTED",
-        }
-    }
-}
+pub use shotline_store::ExecutionOutcome as ExecOutcome;
 
 /// The typed status of a stored job (`None`: a value no release writes).
 pub fn job_status(job: &shotline_store::JobRecord) -> Option<JobStatus> {
-    job.status.parse().ok()
+    job.job_status()
 }
 
 /// The lock resource of a backend.
@@ -161,7 +139,7 @@ pub fn lock_resource(backend: &str) -> String {
 async fn job_seed(db: &Db, job_id: &str) -> Result<u64, String> {
     let id = job_id.to_string();
     let previous = db
-        .run(move |s| s.executions_for_job(&id))
+        .run(move |e| async move { e.executions_for_job(&id).await })
         .await
         .map_err(|e| e.to_string())?;
     if let Some(first) = previous.first() {
@@ -173,7 +151,7 @@ async fn job_seed(db: &Db, job_id: &str) -> Result<u64, String> {
 /// Runs job `job_id`. Never panics on job content; every error ends in a committed status.
 pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
     let id = job_id.clone();
-    let job = match env.db.run(move |s| s.job(&id)).await {
+    let job = match env.db.run(move |e| async move { e.job(&id).await }).await {
         Ok(Some(j)) if job_status(&j) == Some(JobStatus::Queued) => j,
         Ok(_) => return ExecEnd::Skipped,
         Err(e) => {
@@ -203,7 +181,11 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         }
     };
     let day = utc_day();
-    let execution_id = match env.db.run(move |s| s.next_execution_id(&day)).await {
+    let execution_id = match env
+        .db
+        .run(move |e| async move { e.next_execution_id(&day).await })
+        .await
+    {
         Ok(x) => x,
         Err(e) => {
             return ExecEnd::Deferred {
@@ -235,26 +217,10 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         outcome: None,
         detail: None,
     };
-    let (jid, xid) = (job_id.clone(), execution_id.clone());
+    // A cancel may have come between the offer and now: the store starts only a job that is still queued.
     let started = env
         .db
-        .run(move |s| {
-            // A cancel may have come between the offer and now: start only a job that is still queued.
-            match s.job(&jid)? {
-                Some(j) if job_status(&j) == Some(JobStatus::Queued) => {}
-                _ => return Ok(false),
-            }
-            s.insert_execution(&record)?;
-            s.increment_attempts(&jid)?;
-            s.set_job_status(
-                &jid,
-                JobStatus::Running.as_str(),
-                Some(&format!("execution {xid}")),
-                None,
-                &utc_now(),
-            )?;
-            Ok(true)
-        })
+        .run(move |e| async move { e.start_execution(&record).await })
         .await;
     match started {
         Ok(true) => env.ctx.publish_status(StatusRecord {
@@ -305,14 +271,15 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
                     let (jid, xid, why) = (job_id.clone(), execution_id.clone(), reason.clone());
                     let r = env
                         .db
-                        .run(move |s| {
-                            s.finish_execution(
-                                &xid,
-                                &utc_now(),
-                                ExecOutcome::Error.as_str(),
-                                Some(&why),
-                            )?;
-                            requeue_in_store(s, &jid, None, &format!("{why}; re-queued"), Some(max))
+                        .run(move |e| async move {
+                            let close = ExecutionEnd {
+                                id: &xid,
+                                outcome: ExecOutcome::Error,
+                                detail: &why,
+                            };
+                            let again = format!("{why}; re-queued");
+                            e.requeue_running(&jid, Some(close), &again, Some(max), &utc_now())
+                                .await
                         })
                         .await;
                     match r {
@@ -681,14 +648,8 @@ async fn commit_done(
             seed: Some(p.seed),
         });
     }
-    let record = match env
-        .db
-        .run({
-            let id = job_id.to_string();
-            move |s| s.job(&id)
-        })
-        .await
-    {
+    let id = job_id.to_string();
+    let record = match env.db.run(move |e| async move { e.job(&id).await }).await {
         Ok(Some(r)) => r,
         _ => {
             return ExecEnd::Failed {
@@ -722,30 +683,13 @@ async fn commit_done(
         }
     };
     let (jid, xid) = (job_id.to_string(), execution_id.to_string());
+    // Only the live execution of a RUNNING job may commit its result (a backend restart may have re-queued or
+    // failed the job meanwhile): the store checks that in the same transaction.
     let committed = env
         .db
-        .run(move |s| {
-            // Only the live execution of a RUNNING job may commit its result (a backend restart may have
-            // re-queued or failed the job meanwhile).
-            match (s.job(&jid)?, s.execution(&xid)?) {
-                (Some(j), Some(e))
-                    if job_status(&j) == Some(JobStatus::Running) && e.ended_at.is_none() => {}
-                _ => return Ok(false),
-            }
-            let now = utc_now();
-            for row in &shot_rows {
-                s.insert_shot_data(row)?;
-            }
-            s.put_result(&jid, &xid, &body, &now)?;
-            s.finish_execution(&xid, &now, ExecOutcome::Done.as_str(), None)?;
-            s.set_job_status(
-                &jid,
-                JobStatus::Done.as_str(),
-                Some(&format!("execution {xid}")),
-                None,
-                &now,
-            )?;
-            Ok(true)
+        .run(move |e| async move {
+            e.commit_result(&jid, &xid, &shot_rows, &body, &utc_now())
+                .await
         })
         .await;
     match committed {
@@ -787,27 +731,7 @@ pub async fn fail(
     let (jid, xid, why) = (job_id.to_string(), execution_id.clone(), reason.clone());
     let r = env
         .db
-        .run(move |s| {
-            let now = utc_now();
-            if let Some(x) = &xid {
-                s.finish_execution(x, &now, ExecOutcome::Error.as_str(), Some(&why))?;
-            }
-            match s.job(&jid)? {
-                Some(j)
-                    if matches!(job_status(&j), Some(JobStatus::Running | JobStatus::Queued)) =>
-                {
-                    s.set_job_status(
-                        &jid,
-                        JobStatus::Error.as_str(),
-                        Some("failed"),
-                        Some(&why),
-                        &now,
-                    )?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
+        .run(move |e| async move { e.fail_job(&jid, xid.as_deref(), &why, &utc_now()).await })
         .await;
     match r {
         Ok(true) => env.ctx.publish_status(StatusRecord {
@@ -837,17 +761,7 @@ pub async fn cancelled(
     let (jid, xid, d) = (job_id.to_string(), execution_id.to_string(), detail.clone());
     let r = env
         .db
-        .run(move |s| {
-            let now = utc_now();
-            s.finish_execution(&xid, &now, ExecOutcome::Cancelled.as_str(), Some(&d))?;
-            match s.job(&jid)? {
-                Some(j) if job_status(&j) == Some(JobStatus::Running) => {
-                    s.set_job_status(&jid, JobStatus::Cancelled.as_str(), Some(&d), None, &now)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
+        .run(move |e| async move { e.cancel_running(&jid, &xid, &d, &utc_now()).await })
         .await;
     match r {
         Ok(true) => env.ctx.publish_status(StatusRecord {
@@ -871,14 +785,15 @@ pub async fn requeue(env: &ExecEnv, job_id: &str, execution_id: &str, counted: b
     let (jid, xid) = (job_id.to_string(), execution_id.to_string());
     let r = env
         .db
-        .run(move |s| {
-            requeue_in_store(
-                s,
-                &jid,
-                Some(&xid),
-                "stopped at a shot boundary; re-queued",
-                limit,
-            )
+        .run(move |e| async move {
+            let why = "stopped at a shot boundary; re-queued";
+            let close = ExecutionEnd {
+                id: &xid,
+                outcome: ExecOutcome::Interrupted,
+                detail: why,
+            };
+            e.requeue_running(&jid, Some(close), why, limit, &utc_now())
+                .await
         })
         .await;
     match r {
@@ -906,47 +821,6 @@ pub fn notify_requeued(ctx: &Ctx, job: &shotline_store::JobRecord) {
             priority: job.priority,
             seq: job.seq,
         });
-    }
-}
-
-/// Store side of a re-queue: only a RUNNING job goes back to QUEUED (or ends ERROR when it was already
-/// started `max_attempts` times; `None`: no limit, for clean shutdowns); its execution is closed as
-/// interrupted.
-pub fn requeue_in_store(
-    s: &shotline_store::Store,
-    job_id: &str,
-    execution_id: Option<&str>,
-    why: &str,
-    max_attempts: Option<u32>,
-) -> Result<Option<shotline_store::JobRecord>, shotline_store::StoreError> {
-    let now = utc_now();
-    if let Some(x) = execution_id {
-        if let Some(e) = s.execution(x)? {
-            if e.ended_at.is_none() {
-                s.finish_execution(x, &now, ExecOutcome::Interrupted.as_str(), Some(why))?;
-            }
-        }
-    }
-    match s.job(job_id)? {
-        Some(j)
-            if job_status(&j) == Some(JobStatus::Running)
-                && max_attempts.is_some_and(|m| j.attempts >= m) =>
-        {
-            let reason = format!("{why}; gave up after {} attempts", j.attempts);
-            s.set_job_status(
-                job_id,
-                JobStatus::Error.as_str(),
-                Some("failed"),
-                Some(&reason),
-                &now,
-            )?;
-            Ok(None)
-        }
-        Some(j) if job_status(&j) == Some(JobStatus::Running) => {
-            s.set_job_status(job_id, JobStatus::Queued.as_str(), Some(why), None, &now)?;
-            Ok(Some(j))
-        }
-        _ => Ok(None),
     }
 }
 

@@ -10,8 +10,12 @@ pub async fn persist(args: &BackendArgs, reason: Option<String>) {
     let backend = args.section.name.clone();
     let at = crate::time::utc_now();
     let b = backend.clone();
+    let pause = reason.map(|reason| shotline_store::BackendPause {
+        reason,
+        paused_at: at,
+    });
     let r = Db::new(&args.ctx)
-        .run(move |s| s.set_backend_pause(&b, reason.as_deref().map(|r| (r, at.as_str()))))
+        .run(move |e| async move { e.set_backend_pause(&b, pause.as_ref()).await })
         .await;
     if let Err(e) = r {
         tracing::error!(%backend, error = %e, "could not record the pause in the store: it will not survive a restart");
@@ -22,8 +26,11 @@ pub async fn persist(args: &BackendArgs, reason: Option<String>) {
 pub async fn stored(args: &BackendArgs) -> Option<(String, String)> {
     let backend = args.section.name.clone();
     let b = backend.clone();
-    match Db::new(&args.ctx).run(move |s| s.backend_pause(&b)).await {
-        Ok(p) => p,
+    match Db::new(&args.ctx)
+        .run(move |e| async move { e.backend_pause(&b).await })
+        .await
+    {
+        Ok(p) => p.map(|p| (p.reason, p.paused_at)),
         Err(e) => {
             tracing::error!(%backend, error = %e, "could not read the recorded pause; starting unpaused");
             None

@@ -5,69 +5,33 @@
 //! whose owner is dead, is released.
 
 use shotline_config::{InterruptedPolicy, RecoverySection};
-use shotline_protocol::JobStatus;
-use shotline_store::{JobRecord, Store, StoreError};
+use shotline_store::SettlePolicy;
 
-use super::execution::{self, job_status, ExecOutcome};
+use super::execution;
 use super::BackendArgs;
 use crate::context::{roles, Ctx};
 use crate::persistence::Db;
+use crate::time::utc_now;
 
-/// Store side: settles `job` if it is still `RUNNING`. `cause` says what interrupted it (the shot it was at
-/// is appended); `counted`: a fault (restart, panic), subject to `max_attempts` and `on_interrupted`, rather
-/// than a clean stop (shutdown, pause, estop: always re-queued). Returns the job if it was re-queued.
-pub fn settle_running_job(
-    s: &Store,
-    job_id: &str,
-    cause: &str,
-    recovery: &RecoverySection,
-    counted: bool,
-) -> Result<Option<JobRecord>, StoreError> {
-    match s.job(job_id)? {
-        Some(j) if job_status(&j) == Some(JobStatus::Running) => {}
-        _ => return Ok(None),
+/// The store's settle policy for `cause` under the configured recovery rules (`counted`: a fault such as a
+/// restart or panic, subject to `max_attempts` and `on_interrupted`, rather than a clean stop: shutdown,
+/// pause, estop, always re-queued). The store applies it in one transaction
+/// ([`ExecutionStore::settle_running`](shotline_store::ExecutionStore::settle_running)).
+pub fn settle_policy(cause: &str, recovery: &RecoverySection, counted: bool) -> SettlePolicy {
+    SettlePolicy {
+        cause: cause.to_string(),
+        counted,
+        max_attempts: recovery.max_attempts,
+        fail_interrupted: recovery.on_interrupted == InterruptedPolicy::Fail,
     }
-    // Where the job was: the progress its last execution recorded ("shot K of N").
-    let open: Vec<_> = s
-        .executions_for_job(job_id)?
-        .into_iter()
-        .filter(|e| e.ended_at.is_none())
-        .collect();
-    let at = open
-        .iter()
-        .filter_map(|e| e.detail.clone())
-        .next_back()
-        .unwrap_or_else(|| "an unknown shot".into());
-    let why = format!("{cause} at {at}");
-    let now = crate::time::utc_now();
-    for x in &open {
-        s.finish_execution(&x.id, &now, ExecOutcome::Interrupted.as_str(), Some(&why))?;
-    }
-    if counted && recovery.on_interrupted == InterruptedPolicy::Fail {
-        s.set_job_status(
-            job_id,
-            JobStatus::Error.as_str(),
-            Some("failed"),
-            Some(&why),
-            &now,
-        )?;
-        return Ok(None);
-    }
-    execution::requeue_in_store(
-        s,
-        job_id,
-        None,
-        &format!("{why}; re-queued"),
-        counted.then_some(recovery.max_attempts),
-    )
 }
 
-/// Settles one job (see [`settle_running_job`]) and hands a re-queued job back to the scheduler.
+/// Settles one job (see [`settle_policy`]) and hands a re-queued job back to the scheduler.
 pub async fn settle_job(ctx: &Ctx, backend: &str, job_id: &str, cause: &str, counted: bool) {
-    let recovery = ctx.config().recovery.clone();
-    let (jid, c) = (job_id.to_string(), cause.to_string());
+    let policy = settle_policy(cause, &ctx.config().recovery, counted);
+    let jid = job_id.to_string();
     let r = Db::new(ctx)
-        .run(move |s| settle_running_job(s, &jid, &c, &recovery, counted))
+        .run(move |e| async move { e.settle_running(&jid, &policy, &utc_now()).await })
         .await;
     match r {
         Ok(Some(j)) => {
@@ -104,26 +68,16 @@ pub async fn recover(args: &BackendArgs) {
     let db = Db::new(&args.ctx);
     let backend = args.section.name.clone();
     let b = backend.clone();
-    let recovery = args.ctx.config().recovery.clone();
+    let policy = settle_policy("interrupted by restart", &args.ctx.config().recovery, true);
     let settled = db
-        .run(move |s| {
-            let mut n = Vec::new();
-            for j in s.jobs_with_status(JobStatus::Running.as_str())? {
-                if j.backend != b {
-                    continue;
-                }
-                let again =
-                    settle_running_job(s, &j.id, "interrupted by restart", &recovery, true)?;
-                n.push((j.id, again));
-            }
-            Ok(n)
-        })
+        .run(move |e| async move { e.settle_running_of_backend(&b, &policy, &utc_now()).await })
         .await;
     match settled {
         Ok(jobs) => {
-            for (job, again) in jobs {
-                tracing::warn!(%backend, %job, requeued = again.is_some(), "job found RUNNING at backend start");
-                if let Some(j) = again {
+            for settled in jobs {
+                let job = settled.job_id;
+                tracing::warn!(%backend, %job, requeued = settled.requeued.is_some(), "job found RUNNING at backend start");
+                if let Some(j) = settled.requeued {
                     execution::notify_requeued(&args.ctx, &j);
                 }
             }

@@ -27,7 +27,9 @@ impl Service {
     pub async fn logout(&self, token: &str) -> Result<(), ServiceError> {
         self.authenticate(token).await?;
         let hash = auth::token_hash(token);
-        self.db.run(move |s| s.revoke_token(&hash)).await?;
+        self.db
+            .run(move |e| async move { e.revoke_token(&hash).await })
+            .await?;
         Ok(())
     }
 
@@ -121,7 +123,7 @@ impl Service {
     pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<(), ServiceError> {
         let n = name.to_string();
         self.db
-            .run(move |s| s.set_user_disabled(&n, disabled))
+            .run(move |e| async move { e.set_user_disabled(&n, disabled).await })
             .await
     }
 
@@ -131,18 +133,22 @@ impl Service {
             .map_err(|m| ServiceError::new(codes::INVALID_ARGUMENT, m))?;
         let hash = self.hash_off_thread(password).await?;
         let n = name.to_string();
-        self.db.run(move |s| s.set_password_hash(&n, &hash)).await
+        self.db
+            .run(move |e| async move { e.set_password_hash(&n, &hash).await })
+            .await
     }
 
     /// Every user.
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, ServiceError> {
-        self.db.run(|s| s.list_users()).await
+        self.db.run(|e| async move { e.list_users().await }).await
     }
 
     /// Removes a user who never submitted a job.
     pub async fn remove_user(&self, name: &str) -> Result<(), ServiceError> {
         let n = name.to_string();
-        self.db.run(move |s| s.delete_user(&n)).await
+        self.db
+            .run(move |e| async move { e.delete_user(&n).await })
+            .await
     }
 
     /// A timestamp for admin messages.

@@ -1,7 +1,7 @@
 //! Job verbs beyond submit/status/result: listing with filters and paging, and cancel.
 
 use shotline_protocol::wire::{codes, JobSummary};
-use shotline_protocol::{JobStatus, StatusRecord};
+use shotline_protocol::StatusRecord;
 use shotline_store::{JobFilter, UserRecord};
 
 use super::{shown, status_of, Service};
@@ -77,7 +77,10 @@ impl Service {
             limit: limit + 1,
             max_bytes: budget,
         };
-        let rows = self.db.run(move |s| s.list_jobs(&filter)).await?;
+        let rows = self
+            .db
+            .run(move |e| async move { e.list_jobs(&filter).await })
+            .await?;
         let rows_read = rows.len();
         let more_rows = rows_read > limit as usize;
         let mut cut = false;
@@ -149,18 +152,9 @@ impl Service {
         let by = user.name.clone();
         let cancelled_queued = self
             .db
-            .run(move |s| match s.job(&id)? {
-                Some(j) if j.status == JobStatus::Queued.as_str() => {
-                    s.set_job_status(
-                        &id,
-                        JobStatus::Cancelled.as_str(),
-                        Some(&format!("cancelled by {by} before it ran")),
-                        None,
-                        &utc_now(),
-                    )?;
-                    Ok(s.job(&id)?)
-                }
-                _ => Ok(None),
+            .run(move |e| async move {
+                let detail = format!("cancelled by {by} before it ran");
+                e.cancel_queued(&id, &detail, &utc_now()).await
             })
             .await?;
         if let Some(j) = cancelled_queued {

@@ -8,7 +8,7 @@ use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
 use shotline_protocol::wire::{codes, BackendStatus, BackendSummary};
 use shotline_protocol::{BackendConfig, JobResult, JobStatus, StatusRecord, Value};
-use shotline_store::{NewJob, UserRecord};
+use shotline_store::{Admission, Inserted, NewJob, UserRecord};
 
 use crate::auth;
 use crate::context::{roles, Ctx};
@@ -173,7 +173,10 @@ impl Service {
             ));
         }
         let name = user.to_string();
-        let record = self.db.run(move |s| s.user_by_name(&name)).await?;
+        let record = self
+            .db
+            .run(move |e| async move { e.user_by_name(&name).await })
+            .await?;
         let (hash, usable) = match &record {
             Some(u) => (u.password_hash.clone(), !u.disabled),
             None => (String::new(), false),
@@ -205,7 +208,7 @@ impl Service {
         let expires_at = utc_in(self.ctx.config().auth.token_ttl_s);
         let (uid, exp) = (user.id, expires_at.clone());
         self.db
-            .run(move |s| s.insert_token(&hash, uid, &utc_now(), &exp))
+            .run(move |e| async move { e.insert_token(&hash, uid, &utc_now(), &exp).await })
             .await?;
         Ok(LoggedIn {
             token,
@@ -224,7 +227,7 @@ impl Service {
         }
         let hash = auth::token_hash(token);
         self.db
-            .run(move |s| s.user_for_token(&hash, &utc_now()))
+            .run(move |e| async move { e.user_for_token(&hash, &utc_now()).await })
             .await?
             .ok_or_else(|| {
                 ServiceError::new(
@@ -238,7 +241,7 @@ impl Service {
     pub async fn user(&self, name: &str) -> Result<UserRecord, ServiceError> {
         let n = name.to_string();
         self.db
-            .run(move |s| s.user_by_name(&n))
+            .run(move |e| async move { e.user_by_name(&n).await })
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("no user {}", shown(name))))
     }
@@ -256,7 +259,7 @@ impl Service {
         let hash = self.hash_off_thread(password).await?;
         let n = name.to_string();
         self.db
-            .run(move |s| s.add_user(&n, None, &hash, is_admin, &utc_now()))
+            .run(move |e| async move { e.add_user(&n, None, &hash, is_admin, &utc_now()).await })
             .await
     }
 
@@ -376,7 +379,6 @@ impl Service {
         let body = serde_json::to_string(&typed)
             .map_err(|e| ServiceError::internal(format!("job encoding: {e}")))?;
         let limit = u64::from(self.ctx.config().limits.max_queued_jobs_per_user);
-        let uid = user.id;
         let new = NewJob {
             id: hex::encode(rand::random::<[u8; 16]>()),
             user_id: user.id,
@@ -392,25 +394,18 @@ impl Service {
         // when the user already has `limit` jobs queued or running.
         let outcome = self
             .db
-            .run(move |s| {
-                if let Some(k) = &new.idempotency_key {
-                    if let Some(j) = s.job_by_idempotency_key(uid, k)? {
-                        return Ok(Ok(shotline_store::Inserted {
-                            job: j,
-                            existing: true,
-                        }));
-                    }
-                }
-                let active = s.count_active_jobs_of_user(uid)?;
-                if active >= limit {
-                    return Ok(Err(active));
-                }
-                s.insert_job(&new).map(Ok)
-            })
+            .run(move |e| async move { e.admit_job(new, limit).await })
             .await?;
         let inserted = match outcome {
-            Ok(i) => i,
-            Err(active) => {
+            Admission::Admitted(job) => Inserted {
+                job,
+                existing: false,
+            },
+            Admission::Existing(job) => Inserted {
+                job,
+                existing: true,
+            },
+            Admission::LimitReached { active } => {
                 return Err(ServiceError::new(
                     codes::LIMIT_EXCEEDED,
                     format!(
@@ -472,7 +467,11 @@ impl Service {
         job_id: &str,
     ) -> Result<shotline_store::JobRecord, ServiceError> {
         let id = job_id.to_string();
-        match self.db.run(move |s| s.job(&id)).await? {
+        match self
+            .db
+            .run(move |e| async move { e.job(&id).await })
+            .await?
+        {
             Some(j) if j.user_id == user.id || user.is_admin => Ok(j),
             _ => Err(ServiceError::not_found(format!("no job {}", shown(job_id)))),
         }
@@ -492,7 +491,11 @@ impl Service {
     pub async fn result(&self, user: &UserRecord, job_id: &str) -> Result<JobResult, ServiceError> {
         let job = self.own_job(user, job_id).await?;
         let id = job_id.to_string();
-        if let Some(r) = self.db.run(move |s| s.result(&id)).await? {
+        if let Some(r) = self
+            .db
+            .run(move |e| async move { e.result(&id).await })
+            .await?
+        {
             return serde_json::from_str(&r.body)
                 .map_err(|e| ServiceError::internal(format!("stored result unreadable: {e}")));
         }

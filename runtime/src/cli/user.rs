@@ -3,45 +3,61 @@
 //! server holds the data dir's lock (`server.lock`); a server that holds it but whose socket cannot be reached
 //! is an error naming why, never a reason to open the store behind it.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use shotline::admin::{self, AdminRequest, AdminResponse, Reached, UserLine};
 use shotline_actors::auth;
-use shotline_store::Store;
+use shotline_store::{Engine, StoreSelection};
 
 use super::{DataDirArgs, UserAction};
 
-fn data_dir(args: &DataDirArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The data dir and the store the server of `args` uses (the configured one, or the SQLite database in
+/// `--data-dir`).
+fn data_dir(args: &DataDirArgs) -> anyhow::Result<(PathBuf, StoreSelection)> {
     if let Some(c) = &args.config {
         let loaded = shotline_config::load(c).map_err(|e| anyhow!("{e}"))?;
         return Ok((
             loaded.config.data_dir().to_path_buf(),
-            loaded.config.db_path(),
+            shotline_actors::persistence::store_selection(&loaded.config),
         ));
     }
     if let Some(d) = &args.data_dir {
         let db = d.join(shotline_config::PersistenceSection::default().file);
-        return Ok((d.clone(), db));
+        let selection = StoreSelection::Sqlite {
+            path: db,
+            queue_capacity: 16,
+        };
+        return Ok((d.clone(), selection));
     }
     bail!("say where the server keeps its data: --config FILE or --data-dir DIR")
 }
 
-/// Sends `request` to the running server, or runs `direct` on the store when none runs.
-async fn run(
+/// Sends `request` to the running server, or runs `direct` on the store (through the store interface, like
+/// the server) when none runs.
+async fn run<F, Fut>(
     args: &DataDirArgs,
     request: AdminRequest,
-    direct: impl FnOnce(&Store) -> anyhow::Result<AdminResponse>,
-) -> anyhow::Result<(AdminResponse, bool)> {
-    let (dir, db) = data_dir(args)?;
+    direct: F,
+) -> anyhow::Result<(AdminResponse, bool)>
+where
+    F: FnOnce(Arc<dyn Engine>) -> Fut,
+    Fut: Future<Output = anyhow::Result<AdminResponse>>,
+{
+    let (dir, selection) = data_dir(args)?;
     let _lock = match admin::request(&dir, &request).await? {
         Reached::Answered(response) => return Ok((response, true)),
         // No server holds the data dir; keep its lock so none starts while the store is open here.
         Reached::NoServer(lock) => lock,
     };
-    let store =
-        Store::open(&db).with_context(|| format!("cannot open the store {}", db.display()))?;
-    Ok((direct(&store)?, false))
+    let engine = shotline_store::open(&selection)
+        .await
+        .with_context(|| format!("cannot open the store {}", selection.describe()))?;
+    let answer = direct(Arc::clone(&engine)).await;
+    engine.shutdown().await.map_err(store_err)?;
+    Ok((answer?, false))
 }
 
 fn print(response: AdminResponse, through_server: bool, json: bool) -> anyhow::Result<()> {
@@ -93,9 +109,11 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
                 password: password.clone(),
                 admin,
             };
-            let (r, via) = run(&data, request, |s| {
+            let (r, via) = run(&data, request, |e| async move {
                 let hash = auth::hash_password(&password).map_err(|m| anyhow!(m))?;
-                s.add_user(&name, None, &hash, admin, &shotline_actors::time::utc_now())
+                let now = shotline_actors::time::utc_now();
+                e.add_user(&name, None, &hash, admin, &now)
+                    .await
                     .map_err(store_err)?;
                 Ok(AdminResponse::Ok {
                     message: format!("user {name} added{}", if admin { " (admin)" } else { "" }),
@@ -118,9 +136,9 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
                 name: name.clone(),
                 password: password.clone(),
             };
-            let (r, via) = run(&data, request, |s| {
+            let (r, via) = run(&data, request, |e| async move {
                 let hash = auth::hash_password(&password).map_err(|m| anyhow!(m))?;
-                s.set_password_hash(&name, &hash).map_err(store_err)?;
+                e.set_password_hash(&name, &hash).await.map_err(store_err)?;
                 Ok(AdminResponse::Ok {
                     message: format!("password of {name} changed; its tokens were revoked"),
                 })
@@ -129,8 +147,8 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
             print(r, via, false)
         }
         UserAction::List { json, data } => {
-            let (r, via) = run(&data, AdminRequest::ListUsers, |s| {
-                let users = s.list_users().map_err(store_err)?;
+            let (r, via) = run(&data, AdminRequest::ListUsers, |e| async move {
+                let users = e.list_users().await.map_err(store_err)?;
                 Ok(AdminResponse::Users {
                     users: users.into_iter().map(UserLine::from).collect(),
                 })
@@ -140,8 +158,8 @@ pub async fn user(action: UserAction) -> anyhow::Result<()> {
         }
         UserAction::Remove { name, data } => {
             let request = AdminRequest::RemoveUser { name: name.clone() };
-            let (r, via) = run(&data, request, |s| {
-                s.delete_user(&name).map_err(store_err)?;
+            let (r, via) = run(&data, request, |e| async move {
+                e.delete_user(&name).await.map_err(store_err)?;
                 Ok(AdminResponse::Ok {
                     message: format!("user {name} removed"),
                 })
@@ -157,8 +175,10 @@ async fn set_disabled(name: String, data: DataDirArgs, disabled: bool) -> anyhow
         name: name.clone(),
         disabled,
     };
-    let (r, via) = run(&data, request, |s| {
-        s.set_user_disabled(&name, disabled).map_err(store_err)?;
+    let (r, via) = run(&data, request, |e| async move {
+        e.set_user_disabled(&name, disabled)
+            .await
+            .map_err(store_err)?;
         Ok(AdminResponse::Ok {
             message: format!(
                 "user {name} {}",

@@ -477,8 +477,8 @@ async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_t
     // As a database written before the limits held it: 100 tags of 1000 bytes (100 KB) on one job.
     let uid = r.rt.service().user("alice").await.unwrap().id;
     shotline_actors::persistence::Db::new(r.rt.ctx())
-        .run(move |s| {
-            s.insert_job(&shotline_store::NewJob {
+        .run(move |e| async move {
+            let legacy = shotline_store::NewJob {
                 id: "legacy".into(),
                 user_id: uid,
                 backend: "singlequdit".into(),
@@ -488,7 +488,8 @@ async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_t
                 idempotency_key: None,
                 body: "{}".into(),
                 submitted_at: "2026-11-22T10:00:00Z".into(),
-            })
+            };
+            e.admit_job(legacy, u64::MAX).await
         })
         .await
         .unwrap();
