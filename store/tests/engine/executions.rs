@@ -220,7 +220,7 @@ pub async fn failing_and_cancelling_never_override_a_result(h: Harness) {
     ));
 }
 
-pub async fn requeue_gives_up_after_max_attempts(h: Harness) {
+pub async fn requeue_closes_the_execution_and_gives_up_at_the_limit(h: Harness) {
     let e = &h.engine;
     let x = running(&h, "alice", "r").await;
     let end = ExecutionEnd {
