@@ -80,3 +80,69 @@ async fn an_unreachable_server_is_a_failing_storage_not_a_hang() {
     );
     assert!(!e.to_string().contains("s3cret"), "{e}");
 }
+
+#[tokio::test]
+async fn killed_connections_fail_as_storage_errors_and_the_pool_recovers() {
+    use shotline_store::{StorageProblem, UserStore};
+    let db = TestDatabase::new();
+    let engine = PgEngine::open(&db.options()).await.unwrap();
+    engine
+        .add_user("alice", None, "h", false, "2026-11-22T10:00:00Z")
+        .await
+        .unwrap();
+    // An administrator (or a server restart) ends every session of the database.
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name()
+    ));
+    let mut recovered = false;
+    for _ in 0..4 {
+        match engine.user_by_name("alice").await {
+            Ok(u) => {
+                assert_eq!(u.unwrap().name, "alice");
+                recovered = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.storage_problem(), Some(StorageProblem::Failing), "{e}"),
+        }
+    }
+    assert!(recovered, "the pool must replace the dead connections");
+}
+
+#[tokio::test]
+async fn rows_copied_in_with_their_ids_do_not_collide_with_new_ones() {
+    use shotline_store::{Admission, JobStore, NewJob, UserStore};
+    let db = TestDatabase::new();
+    drop(PgEngine::open(&db.options()).await.unwrap());
+    // What a copy from SQLite does: rows with their original ids and seqs.
+    db.admin_in_database(
+        "INSERT INTO users (id, name, password_hash, is_admin, disabled, created_at) \
+         VALUES (41, 'copied', 'h', 0, 0, '2026-01-01T00:00:00.000Z'); \
+         INSERT INTO jobs (id, seq, user_id, backend, tags, body, status, attempts, submitted_at, updated_at) \
+         VALUES ('old', 900, 41, 'b', '[]', '{}', 'DONE', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z'); \
+         INSERT INTO job_events (id, job_id, status, at) VALUES (77, 'old', 'DONE', '2026-01-01T00:00:00.000Z')",
+    );
+    let engine = PgEngine::open(&db.options()).await.unwrap();
+    let u = engine
+        .add_user("new", None, "h", false, "2026-11-22T10:00:00Z")
+        .await
+        .unwrap();
+    assert!(u.id > 41, "{}", u.id);
+    let job = NewJob {
+        id: "fresh".into(),
+        user_id: u.id,
+        backend: "b".into(),
+        qobj_id: None,
+        priority: 0,
+        tags: vec![],
+        idempotency_key: None,
+        body: "{}".into(),
+        submitted_at: "2026-11-22T10:00:00Z".into(),
+    };
+    match engine.admit_job(job, 10).await.unwrap() {
+        Admission::Admitted(j) => assert!(j.seq > 900, "{}", j.seq),
+        other => panic!("{other:?}"),
+    }
+    let events = engine.job_events("fresh").await.unwrap();
+    assert!(events[0].id > 77, "{events:?}");
+}
