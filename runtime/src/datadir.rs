@@ -11,6 +11,10 @@
 //!   committed, see `shotline_store::marks`); at start a database behind it is refused, naming what is missing.
 //!
 //! `shotline serve --accept-data-loss` ([`accept_data_loss`]) re-bases the marks on the database as it is.
+//!
+//! These checks are SQLite maintenance by nature (a file, its WAL, `PRAGMA quick_check`, a mark file next to
+//! it), so they use the SQLite `Store` directly; everything else reaches the store through the engine-neutral
+//! interface (`shotline_store::api`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
