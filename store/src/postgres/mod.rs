@@ -142,6 +142,17 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// What [`PgEngine::probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The database (never the password).
+    pub description: String,
+    /// Its durability settings.
+    pub settings: DurabilitySettings,
+    /// Its schema version (0: empty; the first `serve` migrates it).
+    pub schema_version: u32,
+}
+
 /// The PostgreSQL engine (cheap to share: the pool is reference-counted).
 pub struct PgEngine {
     pub(crate) pool: Pool,
@@ -210,6 +221,36 @@ impl PgEngine {
             ops: AtomicU64::new(0),
             commit_delay_ns: AtomicU64::new(0),
         })
+    }
+
+    /// Checks a database without changing it (`check-config`): connects, applies the durability check, and
+    /// reads the schema version, refusing a database newer than this build. Returns what it found.
+    pub async fn probe(options: &PgOptions) -> Result<Probe, StoreError> {
+        let config = parse_url(&options.url)?;
+        let description = describe(&config);
+        let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+        let connection = tokio::spawn(connection);
+        let found = async {
+            let settings = DurabilitySettings::read(&client).await?;
+            check_durability_settings(&settings, options.allow_synchronous_commit_off)?;
+            let schema_version = schema::current_version(&client).await?;
+            let latest = schema::latest_version();
+            if schema_version > latest {
+                return Err(StoreError::Migration(format!(
+                    "the database has schema version {schema_version} but this build knows versions up to \
+                     {latest}; upgrade shotline or use a database written by this version"
+                )));
+            }
+            Ok(Probe {
+                description: description.clone(),
+                settings,
+                schema_version,
+            })
+        }
+        .await;
+        drop(client);
+        let _ = connection.await;
+        found
     }
 
     /// The database for logs (never the password).
