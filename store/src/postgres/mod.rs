@@ -13,6 +13,7 @@
 //! - job sequence numbers and row ids come from sequences.
 
 mod backends;
+mod copy;
 mod durability;
 mod engine;
 mod error;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{IsolationLevel, NoTls};
 
+pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use durability::{check_durability_settings, DurabilitySettings};
 pub(crate) use error::{pg_error, pool_error, violation};
 
