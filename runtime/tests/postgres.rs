@@ -91,3 +91,72 @@ fn serve_keeps_its_data_in_postgresql() {
     });
     assert_eq!(version, shotline_store::schema::latest_version());
 }
+
+fn shotline(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shotline"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn store_copy_moves_a_sqlite_data_dir_into_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let (ok, text) = shotline(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--admin",
+            "--password-stdin",
+            "--data-dir",
+            data_arg,
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert!(ok, "{text}");
+    let db = TestDatabase::new();
+    let url = db.url().replacen(
+        "postgresql://postgres@",
+        "postgresql://postgres:hunter2@",
+        1,
+    );
+    let (ok, text) = shotline(&["store", "copy", "--from", data_arg, "--to", &url], None);
+    assert!(ok, "{text}");
+    assert!(text.contains("users 1"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // Copying again into the same (no longer empty) database is refused.
+    let (ok, text) = shotline(&["store", "copy", "--from", data_arg, "--to", &url], None);
+    assert!(!ok && text.contains("empty database"), "{text}");
+
+    let config = config_for(dir.path(), &db);
+    let (ok, text) = shotline(
+        &["store", "migrate", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("schema version"), "{text}");
+    let (ok, text) = shotline(
+        &["user", "list", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(ok && text.contains("alice"), "{text}");
+}
