@@ -160,3 +160,25 @@ fn store_copy_moves_a_sqlite_data_dir_into_postgresql() {
     );
     assert!(ok && text.contains("alice"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_drill_on_postgresql_loses_nothing_duplicates_nothing_and_leaves_nothing_stuck() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = TestDatabase::new();
+    let report = shotline::drill::run(&shotline::drill::DrillOptions {
+        binary: env!("CARGO_BIN_EXE_shotline").into(),
+        dir: tmp.path().to_path_buf(),
+        kills: 3,
+        jobs_per_run: 6,
+        seed: 20261206,
+        max_run: std::time::Duration::from_millis(900),
+        store: format!("store: {{ postgres: \"{}\" }}\n", db.url()),
+    })
+    .await
+    .expect("the drill runs");
+    println!("{}", serde_json::to_string(&report).unwrap());
+    assert_eq!(report.kills, 3);
+    assert!(report.acknowledged >= 6, "{report:?}");
+    assert!(report.ok(), "a promise was broken: {report:?}");
+    assert!(report.done > 0, "{report:?}");
+}
