@@ -36,12 +36,18 @@ pub struct PersistenceArgs {
     pub selection: StoreSelection,
 }
 
-/// The store the configuration selects: today the SQLite database in the data directory, with a writer queue
-/// of `persistence.queue_capacity` operations.
+/// The store the configuration selects: the PostgreSQL database of `store.postgres`, else the SQLite database
+/// in the data directory, with a writer queue of `persistence.queue_capacity` operations.
 pub fn store_selection(config: &Config) -> StoreSelection {
-    StoreSelection::Sqlite {
-        path: config.db_path(),
-        queue_capacity: config.persistence.queue_capacity as usize,
+    match &config.store.postgres {
+        Some(url) => StoreSelection::Postgres {
+            url: url.expose().to_owned(),
+            allow_synchronous_commit_off: config.store.allow_synchronous_commit_off,
+        },
+        None => StoreSelection::Sqlite {
+            path: config.db_path(),
+            queue_capacity: config.persistence.queue_capacity as usize,
+        },
     }
 }
 

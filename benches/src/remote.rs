@@ -130,6 +130,8 @@ pub struct DrillArgs {
     pub json: bool,
     /// `--binary PATH` (else [`shotline_binary`]).
     pub binary: Option<PathBuf>,
+    /// `--config FILE`: a config whose `store` section the drill's servers use (else SQLite in the trial dir).
+    pub config: Option<PathBuf>,
     /// The numeric options given, by name without the dashes.
     pub numbers: Vec<(String, u64)>,
 }
@@ -145,7 +147,7 @@ impl DrillArgs {
     }
 }
 
-/// Parses `--quick`, `--json`, `--binary PATH` and `--NAME N` for each `NAME` in `numeric` (a non-negative
+/// Parses `--quick`, `--json`, `--binary PATH`, `--config FILE` and `--NAME N` for each `NAME` in `numeric` (a non-negative
 /// integer). `Ok(None)` on `--help`/`-h`. Anything else is an error naming the argument and the allowed ones.
 pub fn parse_drill_args<I, S>(args: I, numeric: &[&str]) -> Result<Option<DrillArgs>, String>
 where
@@ -153,7 +155,7 @@ where
     S: AsRef<str>,
 {
     let allowed = {
-        let mut a: Vec<String> = ["--quick", "--json", "--binary PATH"]
+        let mut a: Vec<String> = ["--quick", "--json", "--binary PATH", "--config FILE"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -174,6 +176,12 @@ where
                     .next()
                     .ok_or_else(|| "`--binary` needs a path".to_string())?;
                 parsed.binary = Some(PathBuf::from(v.as_ref()));
+            }
+            "--config" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| "`--config` needs a file".to_string())?;
+                parsed.config = Some(PathBuf::from(v.as_ref()));
             }
             other => {
                 let name = other.strip_prefix("--").unwrap_or("");

@@ -12,6 +12,7 @@ mod load;
 mod locate;
 mod parse;
 mod schema;
+mod store;
 mod validate;
 
 pub use backend::{
@@ -28,6 +29,7 @@ pub use schema::{
     LoggingSection, PersistenceSection, RecoverySection, ServiceSection, SupervisionSection,
     TlsMode, TlsSection,
 };
+pub use store::{PostgresUrl, StoreSection, MAX_POSTGRES_URL_BYTES};
 
 /// The embedded default configuration: one simulated `singlequdit` backend.
 pub const SIM_YAML: &str = include_str!("../../configs/sim.yaml");

@@ -31,6 +31,9 @@ pub struct Config {
     /// The embedded store.
     #[serde(default)]
     pub persistence: PersistenceSection,
+    /// Which engine holds the data: absent, SQLite in the data dir; `{ postgres: URL }`, PostgreSQL.
+    #[serde(default)]
+    pub store: crate::store::StoreSection,
     /// What happens to jobs interrupted by a crash or restart.
     #[serde(default)]
     pub recovery: RecoverySection,

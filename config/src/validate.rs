@@ -244,6 +244,18 @@ impl Config {
             self.persistence.queue_capacity,
             1,
         );
+        match &self.store.postgres {
+            Some(url) => {
+                if let Some(problem) = crate::store::postgres_url_problem(url) {
+                    v.push("store.postgres", problem);
+                }
+            }
+            None if self.store.allow_synchronous_commit_off => v.push(
+                "store.allow_synchronous_commit_off",
+                "only applies with store.postgres (the SQLite store always commits with synchronous=FULL)",
+            ),
+            None => {}
+        }
         if self.persistence.file.as_os_str().is_empty() {
             v.push("persistence.file", "must not be empty");
         }

@@ -28,6 +28,10 @@ pub struct DrillOptions {
     pub seed: u64,
     /// Longest time a run lives before it is killed.
     pub max_run: Duration,
+    /// YAML appended to the trial's config to choose its store: empty for SQLite in the trial's data dir,
+    /// `store: { postgres: "URL" }` for PostgreSQL. Trials may share one PostgreSQL database: each trial
+    /// then submits as a user of its own (`drill-<seed>-<nanos>`), so its counts see only its own jobs.
+    pub store: String,
 }
 
 /// What a trial found (every count but `acknowledged` and `done` must be 0).
@@ -166,9 +170,29 @@ pub(crate) fn add_user(
     name: &str,
     password: &str,
 ) -> Result<(), DrillError> {
+    add_user_with(binary, "--data-dir", data, name, password)
+}
+
+/// Adds a user with the binary to the store `config` selects (no server running: straight into the store).
+pub(crate) fn add_user_by_config(
+    binary: &Path,
+    config: &Path,
+    name: &str,
+    password: &str,
+) -> Result<(), DrillError> {
+    add_user_with(binary, "--config", config, name, password)
+}
+
+fn add_user_with(
+    binary: &Path,
+    option: &str,
+    place: &Path,
+    name: &str,
+    password: &str,
+) -> Result<(), DrillError> {
     let mut add = Command::new(binary)
-        .args(["user", "add", name, "--password-stdin", "--data-dir"])
-        .arg(data)
+        .args(["user", "add", name, "--password-stdin", option])
+        .arg(place)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -184,8 +208,19 @@ pub(crate) fn add_user(
 
 /// Runs one trial.
 pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
-    let (config, data) = write_config(&opts.dir, "")?;
-    add_user(&opts.binary, &data, "drill", "drill-password")?;
+    let (config, data) = write_config(&opts.dir, &opts.store)?;
+    let user = if opts.store.trim().is_empty() {
+        add_user(&opts.binary, &data, "drill", "drill-password")?;
+        "drill".to_owned()
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let user = format!("drill-{}-{nanos}", opts.seed);
+        add_user_by_config(&opts.binary, &config, &user, "drill-password")?;
+        user
+    };
     let trust = Trust::Pin {
         pins_file: opts.dir.join("pins.json"),
     };
@@ -200,7 +235,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, DrillError> {
         let lifetime = Duration::from_millis(50 + rng.below(opts.max_run.as_millis() as u64));
         let client = Client::connect(&server.addr, &trust).await?;
         let _ = client.accept_first_use();
-        let token = client.login("drill", "drill-password").await?.token;
+        let token = client.login(&user, "drill-password").await?.token;
         // Submit new jobs (and retry unacknowledged ones) until the kill time.
         let mut keys: Vec<String> = (0..opts.jobs_per_run)
             .map(|i| format!("job-{}", next_key + u64::from(i)))

@@ -77,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => cli::serve::serve(&config, listen, data_dir, accept_data_loss).await,
         Command::CheckConfig { file } => cli::serve::check_config(&file),
         Command::User { action } => cli::user::user(action).await,
+        Command::Store { action } => cli::store::store(action).await,
         Command::Fault { fault, data } => cli::user::fault(fault, data).await,
         Command::Login {
             client,

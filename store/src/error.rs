@@ -95,6 +95,31 @@ pub enum StoreError {
     /// The writer thread's queue is full.
     #[error("the store writer queue is full; retry later or reduce the submission rate")]
     Busy,
+
+    /// PostgreSQL refused a statement for a reason that is neither a storage problem nor a constraint the
+    /// store turns into [`StoreError::Conflict`] / [`StoreError::NotFound`].
+    #[error("PostgreSQL error {sqlstate}: {message}")]
+    Postgres {
+        /// The five-character SQLSTATE (e.g. `42P01`), or `-----` when the server sent none.
+        sqlstate: String,
+        /// What the server or the client library said.
+        message: String,
+    },
+
+    /// A PostgreSQL server setting breaks the durability promise (acknowledge only what is on disk).
+    #[error(
+        "durability check failed: PostgreSQL setting {setting} is {got:?}, expected {expected}; set it in \
+         postgresql.conf or with ALTER DATABASE ... SET, or set store.allow_synchronous_commit_off: true to \
+         accept losing acknowledged writes in a server crash"
+    )]
+    PostgresSetting {
+        /// The setting checked.
+        setting: &'static str,
+        /// What shotline requires.
+        expected: &'static str,
+        /// What the server reported.
+        got: String,
+    },
 }
 
 /// What is wrong with the database's storage.

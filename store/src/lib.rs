@@ -8,8 +8,11 @@
 pub mod api;
 mod error;
 pub mod marks;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -41,9 +44,15 @@ pub async fn open(selection: &StoreSelection) -> Result<Arc<dyn Engine>, StoreEr
                 .map_err(|e| StoreError::Panicked(format!("opening the SQLite store: {e}")))??;
             Ok(Arc::new(engine))
         }
-        StoreSelection::Postgres { .. } => Err(StoreError::Unsupported {
-            engine: "postgres",
-            hint: "this build has no PostgreSQL engine yet; remove `store: { postgres: ... }` to use SQLite",
-        }),
+        StoreSelection::Postgres {
+            url,
+            allow_synchronous_commit_off,
+        } => {
+            let options = postgres::PgOptions {
+                allow_synchronous_commit_off: *allow_synchronous_commit_off,
+                ..postgres::PgOptions::new(url)
+            };
+            Ok(Arc::new(postgres::PgEngine::open(&options).await?))
+        }
     }
 }

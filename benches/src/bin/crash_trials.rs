@@ -22,10 +22,12 @@ const MAX_RUN: Duration = Duration::from_millis(900);
 
 const USAGE: &str = "crash_trials: SIGKILL the real shotline binary at random points under load, N trials\n\n\
 usage: cargo build --release -p shotline && cargo run --release --bin crash_trials -- [--quick] [--json] \
-[--trials N] [--kills K] [--binary PATH]\n  \
+[--trials N] [--kills K] [--binary PATH] [--config FILE]\n  \
 --trials N     trials (default 20; --quick: 3)\n  \
 --kills K      kills per trial (default 5)\n  \
 --binary PATH  the shotline binary (default: `shotline` next to this binary)\n  \
+--config FILE  run on the store FILE's `store` section selects (PostgreSQL: trials share the database, \
+one user each); the rest of the drill's config is the simulated one\n  \
 --json         print one JSON document instead of a table";
 
 /// The summary over all trials.
@@ -81,6 +83,10 @@ fn try_main() -> Result<()> {
         }
         None => shotline_binary()?,
     };
+    let store = match &args.config {
+        Some(file) => store_yaml(file)?,
+        None => String::new(),
+    };
     let machine = Machine::current();
     let tokio = tokio_runtime(2)?;
     let started = Instant::now();
@@ -96,6 +102,7 @@ fn try_main() -> Result<()> {
                 jobs_per_run: JOBS_PER_RUN,
                 seed,
                 max_run: MAX_RUN,
+                store: store.clone(),
             }))
             .map_err(|e| anyhow!("trial {seed} could not run: {e}"))?;
         let seconds = (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0;
@@ -188,4 +195,21 @@ fn try_main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The `store` section of `file` as YAML for the drill's config (empty: SQLite, the default).
+fn store_yaml(file: &std::path::Path) -> Result<String> {
+    let loaded = shotline_config::load(file).map_err(|e| anyhow!("{e}"))?;
+    let store = &loaded.config.store;
+    Ok(match &store.postgres {
+        Some(url) => {
+            eprintln!("crash_trials: store {}", url.redacted());
+            format!(
+                "store: {{ postgres: {}, allow_synchronous_commit_off: {} }}",
+                serde_json::to_string(url.expose())?,
+                store.allow_synchronous_commit_off
+            )
+        }
+        None => String::new(),
+    })
 }

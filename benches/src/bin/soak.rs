@@ -63,6 +63,12 @@ fn main() {
 
 fn try_main() -> Result<()> {
     let args = drill_args_or_exit("soak", &["clients", "seconds"], USAGE);
+    if let Some(config) = &args.config {
+        anyhow::bail!(
+            "--config {}: the soak runs on SQLite only (crash_trials takes --config)",
+            config.display()
+        );
+    }
     let clients = args
         .number("clients")
         .unwrap_or(if args.quick { 20 } else { 100 });

@@ -5,6 +5,7 @@ pub mod home;
 pub mod input;
 pub mod remote;
 pub mod serve;
+pub mod store;
 pub mod user;
 
 use std::net::SocketAddr;
@@ -72,6 +73,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Store maintenance: apply schema migrations, copy a SQLite data dir into PostgreSQL.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Inject a fault into the running server (tests and drills; needs `faults.enabled`).
     Fault {
@@ -290,6 +297,31 @@ pub enum FaultCommand {
         /// Delay in milliseconds.
         #[arg(long)]
         delay_ms: u64,
+    },
+}
+
+/// Store maintenance.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Apply pending schema migrations to the store a config selects (SQLite or PostgreSQL) and print its
+    /// schema version. `serve` does the same at start; this does it without starting a server.
+    Migrate {
+        /// Where the server keeps its data.
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Copy a SQLite data dir's store into an empty PostgreSQL database (every row, one transaction). The
+    /// data dir must not be in use by a server.
+    Copy {
+        /// The data dir (or the SQLite database file) to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into: postgresql://USER@HOST:PORT/DB.
+        #[arg(long)]
+        to: String,
+        /// Copy even if the server acknowledges commits before flushing them.
+        #[arg(long)]
+        allow_synchronous_commit_off: bool,
     },
 }
 

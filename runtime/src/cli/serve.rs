@@ -78,6 +78,9 @@ pub fn check_config(file: &Path) -> anyhow::Result<()> {
                 },
                 loaded.hash
             );
+            if let Some(url) = &loaded.config.store.postgres {
+                println!("{}", check_postgres(url, &loaded.config.store)?);
+            }
             Ok(())
         }
         Err(e) => {
@@ -85,4 +88,43 @@ pub fn check_config(file: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{} is not a valid shotline config", file.display())
         }
     }
+}
+
+/// `check-config` with `store.postgres`: connects and checks the database the server would use (durability
+/// settings, schema version) without changing it.
+fn check_postgres(
+    url: &shotline_config::PostgresUrl,
+    store: &shotline_config::StoreSection,
+) -> anyhow::Result<String> {
+    use shotline_store::postgres::{PgEngine, PgOptions};
+    let options = PgOptions {
+        allow_synchronous_commit_off: store.allow_synchronous_commit_off,
+        ..PgOptions::new(url.expose())
+    };
+    // On a thread of its own: check-config runs inside the CLI's runtime, which must not block.
+    let probe = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start a runtime to reach the database")?;
+            rt.block_on(PgEngine::probe(&options))
+                .map_err(|e| anyhow::anyhow!("store.postgres {}: {e}", url.redacted()))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the database check panicked"))?
+    })?;
+    let latest = shotline_store::postgres::schema::latest_version();
+    Ok(format!(
+        "store: {}: ok (schema version {} of {latest}{}, synchronous_commit {}, fsync {})",
+        probe.description,
+        probe.schema_version,
+        if probe.schema_version < latest {
+            "; serve migrates it"
+        } else {
+            ""
+        },
+        probe.settings.synchronous_commit,
+        probe.settings.fsync
+    ))
 }

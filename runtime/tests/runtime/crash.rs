@@ -16,6 +16,7 @@ async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_no
         jobs_per_run: 6,
         seed: 20261122,
         max_run: Duration::from_millis(900),
+        store: String::new(),
     })
     .await
     .expect("the drill runs");

@@ -1,32 +1,30 @@
-//! The store interface's contract, one suite for every engine: each test body in [`suite`] takes an
-//! `Arc<dyn Engine>` and knows nothing of the engine behind it. `engine_suite!` instantiates every body
-//! for an engine (a module of `#[tokio::test]`s); add an engine with one line, `engine_suite!(name, open_fn)`.
+//! The store interface's contract, one suite for every engine: each test body knows nothing of the engine
+//! behind it. `engine_suite!` instantiates every body for an engine (a module of `#[tokio::test]`s named
+//! after the engine: `sqlite::NAME`, `postgres::NAME`); add an engine by adding one invocation.
+//!
+//! - [`suite`]: bodies taking the engine (`Arc<dyn Engine>`);
+//! - [`users`], [`jobs`], [`executions`], [`locks`], [`misc`]: every trait method, taking a [`Harness`]
+//!   (the engine and the database it runs on);
+//! - [`concurrency`]: two engines on one database stand for two server processes sharing it.
+//!
+//! PostgreSQL runs on a throw-away database per test (`shotline_store::testing`: `SHOTLINE_TEST_POSTGRES`
+//! or a private cluster started once per test binary).
+//!
+//! [`Harness`]: harness::Harness
 
+mod concurrency;
+mod executions;
+mod harness;
+mod jobs;
+mod locks;
+mod misc;
 mod suite;
+mod users;
 
-use std::sync::Arc;
-
-use shotline_store::{Engine, StoreSelection};
-
-/// A fresh SQLite engine in a temp dir (kept alive by the returned guard).
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Engine>) {
-    let dir = tempfile::tempdir().unwrap();
-    let selection = StoreSelection::Sqlite {
-        path: dir.path().join("shotline.db"),
-        queue_capacity: 1024,
-    };
-    let engine = shotline_store::open(&selection).await.unwrap();
-    (dir, engine)
-}
-
-/// Every contract test, instantiated for one engine: `engine_suite!(module_name, path::to::open_fn)` where
-/// `open_fn().await` returns `(guard, Arc<dyn Engine>)` on a fresh, empty database.
 macro_rules! engine_suite {
     ($engine:ident, $open:path) => {
-        engine_suite!(
-            @tests $engine,
-            $open,
-            [
+        mod $engine {
+            engine_suite!(@contract $open, [
                 admission_is_idempotent_and_limited,
                 concurrent_admissions_never_pass_the_limit,
                 execution_ids_never_repeat_under_concurrency,
@@ -40,21 +38,54 @@ macro_rules! engine_suite {
                 a_lease_is_taken_over_only_after_it_expired,
                 users_tokens_and_pauses_round_trip,
                 a_shut_down_engine_refuses_work,
-            ]
-        );
-    };
-    (@tests $engine:ident, $open:path, [$($name:ident),* $(,)?]) => {
-        mod $engine {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (_guard, engine) = $open().await;
-                    crate::suite::$name(engine.clone()).await;
-                    engine.shutdown().await.unwrap();
-                }
-            )*
+            ]);
+            engine_suite!(@harness $open, [
+                users::users_are_added_found_listed_and_names_are_unique,
+                users::tokens_authenticate_until_expired_revoked_or_disabled,
+                users::password_changes_and_deletion_follow_the_rules,
+                jobs::admission_inserts_queued_jobs_in_order_with_an_event,
+                jobs::admission_honours_idempotency_keys_and_the_active_limit,
+                jobs::admission_refuses_unknown_users_and_reused_job_ids,
+                jobs::listings_filter_page_and_stop_at_their_byte_budget,
+                jobs::queued_jobs_cancel_once_and_counts_follow_statuses,
+                executions::execution_ids_count_up_per_day_and_reject_bad_days,
+                executions::a_started_execution_commits_its_result_exactly_once,
+                executions::failing_and_cancelling_never_override_a_result,
+                executions::requeue_closes_the_execution_and_gives_up_at_the_limit,
+                executions::settling_applies_the_recovery_policy,
+                executions::settling_a_backend_touches_only_its_running_jobs,
+                locks::leases_are_granted_refreshed_and_held,
+                locks::an_expired_lease_is_taken_over_and_its_old_owner_loses_it,
+                locks::releases_need_the_owner_unless_forced,
+                misc::calibrations_and_backend_configs_round_trip,
+                misc::backend_pauses_persist_until_cleared,
+                misc::the_engine_reports_marks_stats_and_shuts_down,
+                concurrency::two_processes_never_admit_a_user_past_the_limit,
+                concurrency::two_processes_admit_one_job_per_idempotency_key,
+                concurrency::two_processes_never_hand_out_one_execution_id_twice,
+                concurrency::two_processes_race_for_a_lease_and_one_wins,
+            ]);
         }
+    };
+    (@contract $open:path, [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = $open().await;
+                crate::suite::$name(h.engine.clone()).await;
+                h.engine.shutdown().await.unwrap();
+            }
+        )*
+    };
+    (@harness $open:path, [$($module:ident :: $name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::$module::$name($open().await).await
+            }
+        )*
     };
 }
 
-engine_suite!(sqlite, crate::sqlite);
+engine_suite!(sqlite, crate::harness::Harness::sqlite);
+engine_suite!(postgres, crate::harness::Harness::postgres);
