@@ -133,10 +133,14 @@ impl Runtime {
         // Claim the data dir (created 0700) before anything reads or writes it, then check the store:
         // integrity, the initialised marker and the acknowledged work (see `datadir`).
         let lock = crate::datadir::lock(&data_dir)?;
-        let (dir, db) = (data_dir.clone(), config.db_path());
-        tokio::task::spawn_blocking(move || crate::datadir::check_store(&dir, &db))
-            .await
-            .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))??;
+        // The checks are of the SQLite file in the data dir; a PostgreSQL store is checked when the engine opens
+        // (durability settings, schema version) and keeps its integrity itself.
+        if config.store.postgres.is_none() {
+            let (dir, db) = (data_dir.clone(), config.db_path());
+            tokio::task::spawn_blocking(move || crate::datadir::check_store(&dir, &db))
+                .await
+                .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))??;
+        }
         shotline_tls::ensure_ring_provider();
         let unauthenticated_frame = config
             .limits

@@ -71,8 +71,12 @@ fn serve_keeps_its_data_in_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDatabase::new();
     let config = config_for(dir.path(), &db);
-    let server = common::Server::start_with(&config, &dir.path().join("data"));
+    let data = dir.path().join("data");
+    let server = common::Server::start_with(&config, &data);
     server.stop();
+    // Restarts on the same data dir, and keeps no SQLite database of its own there.
+    common::Server::start_with(&config, &data).stop();
+    assert!(!data.join("shotline.db").exists());
     // The server created the schema in the PostgreSQL database.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

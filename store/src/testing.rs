@@ -221,16 +221,37 @@ fn run(mut c: Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// Where the private cluster lives: `/dev/shm` when it is there (a tmpfs: creating and dropping a database
-/// per test costs milliseconds instead of the fsyncs of a disk; `fsync` stays on, so the engine's durability
-/// check passes as in production), else the temporary directory.
+/// Free space `/dev/shm` must have to hold the private cluster (about 40 MB) and the databases of the tests
+/// running at once (about 8 MB each; each is dropped at the end of its test).
+const SHM_NEEDED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Where the private cluster lives: `/dev/shm` when it is there with room enough (a tmpfs: creating and
+/// dropping a database per test costs milliseconds instead of the fsyncs of a disk; `fsync` stays on, so the
+/// engine's durability check passes as in production), else the temporary directory (containers often have a
+/// 64 MB `/dev/shm`).
 fn scratch_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
+    if shm.is_dir() && free_bytes(shm).is_some_and(|free| free >= SHM_NEEDED_BYTES) {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
     }
+}
+
+/// Bytes available to unprivileged users on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a valid, writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    // The field widths differ between platforms (u32 or u64).
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+    Some(blocks.saturating_mul(size))
 }
 
 fn start_private_cluster() -> Result<String, String> {
