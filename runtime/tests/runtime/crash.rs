@@ -32,14 +32,15 @@ async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_no
     assert!(report.done > 0, "{report:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_soak_has_no_errors_and_bounded_memory() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_short_soak_has_no_errors_and_bounded_memory);
+async fn a_short_soak_has_no_errors_and_bounded_memory(engine: TestEngine) {
     let tmp = tempfile::tempdir().unwrap();
     let report = shotline::soak::run(&shotline::soak::SoakOptions {
         binary: env!("CARGO_BIN_EXE_shotline").into(),
         dir: tmp.path().to_path_buf(),
         clients: 8,
         duration: Duration::from_secs(4),
+        store: engine.yaml(),
     })
     .await
     .expect("the soak runs");
