@@ -1,8 +1,8 @@
 //! Shared helpers: a runtime on the embedded default config in a temporary data dir, on either store engine.
 //!
-//! Tests that touch the store run on BOTH engines from one body: [`both_engines!`] turns
-//! `async fn name(engine) { .. }` (or a plain `fn`) into a module `name` with the tests `name::sqlite` and
-//! `name::postgres`, each calling the body with its [`TestEngine`]. The helpers that start a server
+//! Tests that touch the store run on BOTH engines from one body: `both_engines!(#[tokio::test] async fn
+//! name);` next to `async fn name(engine: TestEngine) { .. }` (or a plain `fn` with `#[test]`) makes a module
+//! `name` with the tests `name::sqlite` and `name::postgres`, each calling the body with its [`TestEngine`]. The helpers that start a server
 //! ([`start_in`], [`serve_remote`], [`Server::start`], [`Server::start_with`]) take the [`TestEngine`]:
 //! SQLite in the data dir, or a fresh throw-away PostgreSQL database per test
 //! (`shotline_store::testing::TestDatabase`, set as `store: { postgres: URL }`), kept for the whole test so
