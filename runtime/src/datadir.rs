@@ -12,6 +12,9 @@
 //!
 //! `shotline serve --accept-data-loss` ([`accept_data_loss`]) re-bases the marks on the database as it is.
 //!
+//! With `store.postgres` only the claim, the marker and the acknowledged-work check apply (the mark is
+//! `<data_dir>/postgres.ack-hwm`, see [`crate::postgres_marks`]).
+//!
 //! These checks are SQLite maintenance by nature (a file, its WAL, `PRAGMA quick_check`, a mark file next to
 //! it), so they use the SQLite `Store` directly; everything else reaches the store through the engine-neutral
 //! interface (`shotline_store::api`).
@@ -174,6 +177,11 @@ pub fn check_store(data_dir: &Path, db: &Path) -> Result<(), DataDirError> {
             db.display()
         )));
     }
+    ensure_marker(data_dir)
+}
+
+/// Writes the initialised marker if it is missing.
+pub(crate) fn ensure_marker(data_dir: &Path) -> Result<(), DataDirError> {
     if !data_dir.join(MARKER_FILE).exists() {
         write_marker(data_dir)?;
     }

@@ -9,6 +9,7 @@ pub mod affinity;
 pub mod datadir;
 pub mod drill;
 pub mod logging;
+pub mod postgres_marks;
 pub mod runtime;
 pub mod soak;
 

@@ -78,6 +78,8 @@ pub struct Runtime {
     listen: Option<SocketAddr>,
     admin: Option<AdminServer>,
     local_user: tokio::sync::OnceCell<UserRecord>,
+    /// PostgreSQL: records the database's acknowledged-work marks in the data dir.
+    mark_writer: Option<crate::postgres_marks::MarkWriter>,
     /// The claim on the data dir, held until the runtime is gone.
     _lock: crate::datadir::DataDirLock,
 }
@@ -133,14 +135,24 @@ impl Runtime {
         // Claim the data dir (created 0700) before anything reads or writes it, then check the store:
         // integrity, the initialised marker and the acknowledged work (see `datadir`).
         let lock = crate::datadir::lock(&data_dir)?;
-        // The checks are of the SQLite file in the data dir; a PostgreSQL store is checked when the engine opens
-        // (durability settings, schema version) and keeps its integrity itself.
-        if config.store.postgres.is_none() {
+        // PostgreSQL: only the acknowledged-work check applies (`postgres_marks`); its marks at start.
+        let postgres_marks = if config.store.postgres.is_some() {
+            let selection = shotline_actors::persistence::store_selection(&config);
+            let marks = crate::postgres_marks::database_marks(&selection).await?;
+            let (dir, store) = (data_dir.clone(), selection.describe());
+            tokio::task::spawn_blocking(move || {
+                crate::postgres_marks::check(&dir, &store, &marks).map(|()| marks)
+            })
+            .await
+            .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))?
+            .map(Some)?
+        } else {
             let (dir, db) = (data_dir.clone(), config.db_path());
             tokio::task::spawn_blocking(move || crate::datadir::check_store(&dir, &db))
                 .await
                 .map_err(|e| RuntimeError::Start(format!("the store check panicked: {e}")))??;
-        }
+            None
+        };
         shotline_tls::ensure_ring_provider();
         let unauthenticated_frame = config
             .limits
@@ -226,7 +238,15 @@ impl Runtime {
         .await
         .map_err(|e| RuntimeError::Start(e.to_string()))?;
         let listen = has_gateway.then(|| *listen_slot.lock());
+        let mark_writer = postgres_marks.map(|marks| {
+            crate::postgres_marks::MarkWriter::spawn(
+                shotline_actors::persistence::Db::new(&ctx),
+                data_dir.clone(),
+                marks,
+            )
+        });
         Ok(Runtime {
+            mark_writer,
             ctx,
             service,
             root,
@@ -341,6 +361,9 @@ impl Runtime {
     /// Stops cleanly: the gateway first, running jobs stop at a shot boundary and are re-queued, devices go
     /// to their safe state, the store drains and closes.
     pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
+        if let Some(w) = self.mark_writer.take() {
+            w.finish().await;
+        }
         self.root.stop(Some("shutdown".into()));
         if let Some(t) = self.root_task.take() {
             let _ = t.await;

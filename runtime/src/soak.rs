@@ -11,7 +11,7 @@ use serde::Serialize;
 use shotline_client::{Client, ClientError, SubmitOptions, Trust};
 use shotline_protocol::{JobStatus, Value};
 
-use crate::drill::{add_user, spawn_server, write_config, DrillError};
+use crate::drill::{add_user, add_user_by_config, spawn_server, write_config, DrillError};
 
 /// Soak parameters.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct SoakOptions {
     pub clients: u32,
     /// How long.
     pub duration: Duration,
+    /// YAML appended to the config to choose the store: empty for SQLite in the data dir,
+    /// `store: { postgres: "URL" }` for PostgreSQL (an empty database: the users `soak0`.. are added to it).
+    pub store: String,
 }
 
 /// What the soak saw.
@@ -204,10 +207,14 @@ pub async fn run(opts: &SoakOptions) -> Result<SoakReport, DrillError> {
         "auth:\n  login_attempts_per_address: 100000\nlimits:\n  max_connections_per_user: 4\n  max_queued_jobs_per_user: 1000\n  max_streams_per_connection: 64\n# soak: {} clients\n",
         opts.clients
     );
-    let (config, data) = write_config(&opts.dir, &extra)?;
+    let (config, data) = write_config(&opts.dir, &format!("{extra}{}", opts.store))?;
     let users: Vec<String> = (0..opts.clients).map(|i| format!("soak{i}")).collect();
     for u in &users {
-        add_user(&opts.binary, &data, u, "soak-password")?;
+        if opts.store.trim().is_empty() {
+            add_user(&opts.binary, &data, u, "soak-password")?;
+        } else {
+            add_user_by_config(&opts.binary, &config, u, "soak-password")?;
+        }
     }
     let mut server = spawn_server(&opts.binary, &config)?;
     let pid = server.child.id();

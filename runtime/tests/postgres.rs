@@ -1,7 +1,7 @@
 //! The real binary with `store: { postgres: URL }`: `check-config` checks the database, `serve` runs on it.
 //! (A throw-away database per test: `shotline_store::testing`.)
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports, unused_macros)]
 #[path = "runtime/common.rs"]
 mod common;
 
@@ -72,10 +72,11 @@ fn serve_keeps_its_data_in_postgresql() {
     let db = TestDatabase::new();
     let config = config_for(dir.path(), &db);
     let data = dir.path().join("data");
-    let server = common::Server::start_with(&config, &data);
+    // The config names the database already: started as is (what `TestEngine::sqlite` does).
+    let server = common::Server::start_with(&common::TestEngine::sqlite(), &config, &data);
     server.stop();
     // Restarts on the same data dir, and keeps no SQLite database of its own there.
-    common::Server::start_with(&config, &data).stop();
+    common::Server::start_with(&common::TestEngine::sqlite(), &config, &data).stop();
     assert!(!data.join("shotline.db").exists());
     // The server created the schema in the PostgreSQL database.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -165,24 +166,5 @@ fn store_copy_moves_a_sqlite_data_dir_into_postgresql() {
     assert!(ok && text.contains("alice"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_drill_on_postgresql_loses_nothing_duplicates_nothing_and_leaves_nothing_stuck() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = TestDatabase::new();
-    let report = shotline::drill::run(&shotline::drill::DrillOptions {
-        binary: env!("CARGO_BIN_EXE_shotline").into(),
-        dir: tmp.path().to_path_buf(),
-        kills: 3,
-        jobs_per_run: 6,
-        seed: 20261206,
-        max_run: std::time::Duration::from_millis(900),
-        store: format!("store: {{ postgres: \"{}\" }}\n", db.url()),
-    })
-    .await
-    .expect("the drill runs");
-    println!("{}", serde_json::to_string(&report).unwrap());
-    assert_eq!(report.kills, 3);
-    assert!(report.acknowledged >= 6, "{report:?}");
-    assert!(report.ok(), "a promise was broken: {report:?}");
-    assert!(report.done > 0, "{report:?}");
-}
+// The SIGKILL drill on PostgreSQL: `crash::sigkill_at_random_points_..::postgres` in tests/runtime.rs (one
+// body for both engines).

@@ -4,7 +4,7 @@
 //! server is `SHOTLINE_TEST_POSTGRES` (a URL of a role allowed to create databases, e.g.
 //! `postgresql://postgres@127.0.0.1:5432/postgres`) when set; otherwise a private cluster is started once
 //! per test process with `initdb` and `pg_ctl` from `/usr/lib/postgresql/<version>/bin` (or
-//! `SHOTLINE_PG_BIN`) in a temporary directory (on `/dev/shm` when there is one), listening on 127.0.0.1 on a free port. As root the cluster
+//! `SHOTLINE_PG_BIN`) in a temporary directory (`SHOTLINE_PG_DIR`, else `/dev/shm` when there is one), listening on 127.0.0.1 on a free port. As root the cluster
 //! runs as the `postgres` system user (PostgreSQL refuses to run as root). A watchdog process stops the
 //! cluster and removes its directory when the test process exits, however it exits.
 //!
@@ -225,11 +225,15 @@ fn run(mut c: Command, what: &str) -> Result<(), String> {
 /// running at once (about 8 MB each; each is dropped at the end of its test).
 const SHM_NEEDED_BYTES: u64 = 512 * 1024 * 1024;
 
-/// Where the private cluster lives: `/dev/shm` when it is there with room enough (a tmpfs: creating and
-/// dropping a database per test costs milliseconds instead of the fsyncs of a disk; `fsync` stays on, so the
-/// engine's durability check passes as in production), else the temporary directory (containers often have a
-/// 64 MB `/dev/shm`).
+/// Where the private cluster lives: `SHOTLINE_PG_DIR` when set (benchmarks put it on the disk the SQLite
+/// database is on, so durable commits cost the same fsyncs), else `/dev/shm` when it is there with room
+/// enough (a tmpfs: creating and dropping a database per test costs milliseconds instead of the fsyncs of a
+/// disk; `fsync` stays on, so the engine's durability check passes as in production), else the temporary
+/// directory (containers often have a 64 MB `/dev/shm`).
 fn scratch_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SHOTLINE_PG_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() && free_bytes(shm).is_some_and(|free| free >= SHM_NEEDED_BYTES) {
         shm.to_path_buf()

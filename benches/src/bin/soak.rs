@@ -95,6 +95,8 @@ fn try_main() -> Result<()> {
             dir: dir.path().to_path_buf(),
             clients,
             duration: Duration::from_secs(seconds),
+            // The default store (SQLite in the soak's data dir).
+            store: String::new(),
         }))
         .map_err(|e| anyhow!("the soak could not run: {e}"))?;
     drop(tokio);

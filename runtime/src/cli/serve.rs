@@ -20,10 +20,18 @@ pub async fn serve(
         let dir = data_dir
             .clone()
             .unwrap_or_else(|| loaded.config.data_dir().to_path_buf());
-        let db = dir.join(&loaded.config.persistence.file);
-        let done =
+        let done = if loaded.config.store.postgres.is_some() {
+            let selection = shotline_actors::persistence::store_selection(&loaded.config);
+            let marks = shotline::postgres_marks::database_marks(&selection).await?;
+            tokio::task::spawn_blocking(move || {
+                shotline::postgres_marks::accept_data_loss(&dir, &marks)
+            })
+            .await??
+        } else {
+            let db = dir.join(&loaded.config.persistence.file);
             tokio::task::spawn_blocking(move || shotline::datadir::accept_data_loss(&dir, &db))
-                .await??;
+                .await??
+        };
         tracing::warn!("{done}");
         eprintln!("warning: {done}");
     }

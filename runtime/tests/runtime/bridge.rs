@@ -2,6 +2,10 @@
 //! over TCP and over a pseudo-terminal, the whole service on top. Results must equal the all-simulated run
 //! for the same seed; every bridge fault ends in a clear device fault, devices safe, never a hang; a host
 //! killed mid-job leaves the card to its watchdog.
+//!
+//! These tests are about devices, physics and the protocol, not the store: they run on the default engine
+//! (SQLite). The store's behaviour through the runtime runs on both engines (embedding, e2e, crash,
+//! faults, supervision, limits, remote).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -71,7 +75,7 @@ fn bridged(card: &CardSim, transport: BridgeTransport) -> Config {
 
 async fn all_simulated_result(job: &serde_json::Value) -> shotline::protocol::JobResult {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let r = run_ok(&rt, job).await;
     rt.shutdown().await.unwrap();
     r
@@ -86,7 +90,7 @@ async fn same_results_through(card: CardSim, transport: BridgeTransport) {
     let sim = all_simulated_result(&job).await;
     let expected = memory(&sim, 0);
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), bridged(&card, transport)).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), bridged(&card, transport)).await;
     let r = run_ok(&rt, &job).await;
     assert_eq!(
         memory(&r, 0),
@@ -153,7 +157,7 @@ async fn fault_mid_job(
     fault: Misbehaviour,
     dir: &Path,
 ) -> (shotline::protocol::StatusRecord, shotline::Runtime) {
-    let rt = start_in(dir, config).await;
+    let rt = start_in(&TestEngine::sqlite(), dir, config).await;
     let s = rt
         .submit("singlequdit", &qudit_job(100_000), SubmitOptions::default())
         .await
@@ -201,7 +205,7 @@ async fn a_card_reset_mid_shot_is_detected_and_the_retry_policy_reruns_the_job()
     let mut config = bridged(&card, BridgeTransport::Tcp);
     config.backends[0].device_faults.action = DeviceFaultAction::Retry;
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), config).await;
     let job = qudit_job(400);
     let expected = all_simulated(&job).await;
     card.set_misbehaviour(Misbehaviour {
@@ -237,7 +241,7 @@ fn a_host_killed_mid_job_leaves_the_card_to_its_watchdog() {
     );
     let config = tmp.path().join("bridge.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let mut server = Server::start_with(Path::new(&config), &data);
+    let mut server = Server::start_with(&TestEngine::sqlite(), Path::new(&config), &data);
     let addr = server.addr.clone();
     add_user_and_login(&home, &data, &addr, "alice", "correct horse");
     let job = tmp.path().join("long.json");
@@ -309,7 +313,7 @@ async fn the_simulator_binary_with_a_drifting_clock_is_fitted_and_changes_no_res
     let job = qudit_job(100);
     let expected = all_simulated(&job).await;
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), config).await;
     assert_eq!(memory(&run_ok(&rt, &job).await, 0), expected);
     // A card clock 2000 ppm fast (2 ms per second): once the heartbeats span a second, the fit sees it. On a
     // loaded machine most round trips are slow and the fit keeps only the fast ones, so it may take longer

@@ -1,4 +1,12 @@
-//! Shared helpers: a runtime on the embedded default config in a temporary data dir.
+//! Shared helpers: a runtime on the embedded default config in a temporary data dir, on either store engine.
+//!
+//! Tests that touch the store run on BOTH engines from one body: `both_engines!(#[tokio::test] async fn
+//! name);` next to `async fn name(engine: TestEngine) { .. }` (or a plain `fn` with `#[test]`) makes a module
+//! `name` with the tests `name::sqlite` and `name::postgres`, each calling the body with its [`TestEngine`]. The helpers that start a server
+//! ([`start_in`], [`serve_remote`], [`Server::start`], [`Server::start_with`]) take the [`TestEngine`]:
+//! SQLite in the data dir, or a fresh throw-away PostgreSQL database per test
+//! (`shotline_store::testing::TestDatabase`, set as `store: { postgres: URL }`), kept for the whole test so
+//! a restart finds the same database.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -11,13 +19,132 @@ use shotline::protocol::{JobResult, JobStatus};
 use shotline::{Runtime, StartOptions, SubmitOptions};
 use shotline_client::{Client, Trust};
 
+/// The store engine a test runs on: SQLite in the data dir, or its own throw-away PostgreSQL database.
+pub struct TestEngine {
+    pg: Option<shotline_store::testing::TestDatabase>,
+}
+
+impl TestEngine {
+    /// The default engine: SQLite in the data dir.
+    pub fn sqlite() -> Self {
+        Self { pg: None }
+    }
+
+    /// A fresh empty PostgreSQL database (dropped with this value).
+    pub fn postgres() -> Self {
+        Self {
+            pg: Some(shotline_store::testing::TestDatabase::new()),
+        }
+    }
+
+    /// The PostgreSQL database, if the test runs on PostgreSQL.
+    pub fn database(&self) -> Option<&shotline_store::testing::TestDatabase> {
+        self.pg.as_ref()
+    }
+
+    /// `config` on this engine.
+    pub fn config(&self, mut config: Config) -> Config {
+        if let Some(db) = &self.pg {
+            config.store.postgres = Some(db.url().into());
+        }
+        config
+    }
+
+    /// The store of the runtime on `data_dir`, opened for the test to read (and to change) what the
+    /// runtime keeps: another engine on the same database, like a second process.
+    pub async fn open(&self, data_dir: &Path) -> std::sync::Arc<dyn shotline_store::Engine> {
+        let selection = match &self.pg {
+            Some(db) => shotline_store::StoreSelection::Postgres {
+                url: db.url().to_owned(),
+                allow_synchronous_commit_off: false,
+            },
+            None => shotline_store::StoreSelection::Sqlite {
+                path: data_dir.join("shotline.db"),
+                queue_capacity: 64,
+            },
+        };
+        shotline_store::open(&selection)
+            .await
+            .expect("open the store")
+    }
+
+    /// `true` on SQLite (for the checks of its files only).
+    pub fn is_sqlite(&self) -> bool {
+        self.pg.is_none()
+    }
+
+    /// The YAML `store` section of this engine (empty for SQLite, the default).
+    pub fn yaml(&self) -> String {
+        match &self.pg {
+            Some(db) => format!("store: {{ postgres: \"{}\" }}\n", db.url()),
+            None => String::new(),
+        }
+    }
+
+    /// The config file `base` on this engine: `base` itself for SQLite, else a copy in `dir` with the
+    /// `store` section appended.
+    pub fn config_file(&self, base: &Path, dir: &Path) -> std::path::PathBuf {
+        if self.pg.is_none() {
+            return base.to_path_buf();
+        }
+        let text = std::fs::read_to_string(base).expect("read the config");
+        let path = dir.join(format!(
+            "{}-store.yaml",
+            base.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("config")
+        ));
+        std::fs::write(&path, format!("{text}\n{}", self.yaml())).expect("write the config");
+        path
+    }
+}
+
+/// Runs the body `async fn NAME(engine: TestEngine)` (or a plain `fn`), defined next to the invocation, as
+/// two tests: `NAME::sqlite` and `NAME::postgres`. The attributes (`#[tokio::test(..)]`, `#[test]`) apply to
+/// both:
+///
+/// ```ignore
+/// both_engines!(#[tokio::test] async fn jobs_survive_a_restart);
+/// async fn jobs_survive_a_restart(engine: TestEngine) { .. }
+/// ```
+macro_rules! both_engines {
+    ($(#[$attr:meta])* async fn $name:ident) => {
+        mod $name {
+            $(#[$attr])*
+            async fn sqlite() {
+                super::$name($crate::common::TestEngine::sqlite()).await
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                super::$name($crate::common::TestEngine::postgres()).await
+            }
+        }
+    };
+    ($(#[$attr:meta])* fn $name:ident) => {
+        mod $name {
+            $(#[$attr])*
+            fn sqlite() {
+                super::$name($crate::common::TestEngine::sqlite())
+            }
+
+            $(#[$attr])*
+            fn postgres() {
+                super::$name($crate::common::TestEngine::postgres())
+            }
+        }
+    };
+}
+pub(crate) use both_engines;
+
 /// The embedded default config.
 pub fn sim_config() -> Config {
     parse_str(SIM_YAML, "sim.yaml").expect("sim.yaml is valid")
 }
 
-/// An in-process runtime (no gateway) on `dir`.
-pub async fn start_in(dir: &Path, config: Config) -> Runtime {
+/// An in-process runtime (no gateway) on `dir` and the engine of `engine`.
+pub async fn start_in(engine: &TestEngine, dir: &Path, config: Config) -> Runtime {
+    let config = engine.config(config);
     if std::env::var_os("SHOTLINE_TEST_LOG").is_some() {
         shotline::logging::init(&config.logging);
     }
@@ -98,16 +225,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// `shotline serve` on `configs/sim.yaml` with the data dir `data`, once it is ready.
-    pub fn start(data: &Path) -> Server {
+    /// `shotline serve` on `configs/sim.yaml` and the engine of `engine` with the data dir `data`, once it
+    /// is ready.
+    pub fn start(engine: &TestEngine, data: &Path) -> Server {
         Self::start_with(
+            engine,
             Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim.yaml")),
             data,
         )
     }
 
-    /// `shotline serve --config config` with the data dir `data`, once it is ready.
-    pub fn start_with(config: &Path, data: &Path) -> Server {
+    /// `shotline serve --config config` (on the engine of `engine`; for PostgreSQL a copy of the config is
+    /// written next to `data`) with the data dir `data`, once it is ready.
+    pub fn start_with(engine: &TestEngine, config: &Path, data: &Path) -> Server {
+        let parent = data.parent().expect("the data dir has a parent");
+        std::fs::create_dir_all(parent).expect("create the data dir's parent");
+        let config = engine.config_file(config, parent);
+        let config = config.as_path();
         let mut command = Command::new(BIN);
         command
             .args([
@@ -300,8 +434,9 @@ pub struct Remote {
     pub data: tempfile::TempDir,
 }
 
-/// Starts [`Remote`] on `config` with a temporary data dir.
-pub async fn serve_remote(config: Config) -> Remote {
+/// Starts [`Remote`] on `config` and the engine of `engine` with a temporary data dir.
+pub async fn serve_remote(engine: &TestEngine, config: Config) -> Remote {
+    let config = engine.config(config);
     let data = tempfile::tempdir().unwrap();
     let rt = Runtime::start_with(
         config,

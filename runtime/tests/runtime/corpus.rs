@@ -5,6 +5,10 @@
 //!
 //! Cases: frames below ([`frame_cases`]), jobs in `tests/corpus/jobs.json` plus [`value_job_cases`] (values
 //! JSON cannot express), configs in [`CONFIG_CASES`], devices in [`device_cases`].
+//!
+//! These tests are about devices, physics and the protocol, not the store: they run on the default engine
+//! (SQLite). The store's behaviour through the runtime runs on both engines (embedding, e2e, crash,
+//! faults, supervision, limits, remote).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -311,7 +315,7 @@ async fn serve() -> Remote {
     let mut config = sim_config();
     config.limits.max_frame_bytes = MAX_FRAME;
     config.limits.request_timeout_ms = 300;
-    serve_remote(config).await
+    serve_remote(&TestEngine::sqlite(), config).await
 }
 
 fn small_job(shots: u32) -> serde_json::Value {
@@ -525,7 +529,7 @@ async fn invalid_jobs_are_refused_with_code_and_path_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = sim_config();
     config.backends[0].max_experiments = 2;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), config).await;
     // A job accepted before the bad ones (it also creates the local user).
     let result_before = run_ok(&rt, &small_job(20)).await;
     let user = rt.service().user(LOCAL_USER).await.unwrap();

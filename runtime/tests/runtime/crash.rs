@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use shotline::drill::{run, DrillOptions};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_nothing_stuck() {
+use crate::common::{both_engines, TestEngine};
+
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_nothing_stuck);
+async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_nothing_stuck(
+    engine: TestEngine,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let report = run(&DrillOptions {
         binary: env!("CARGO_BIN_EXE_shotline").into(),
@@ -16,7 +20,7 @@ async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_no
         jobs_per_run: 6,
         seed: 20261122,
         max_run: Duration::from_millis(900),
-        store: String::new(),
+        store: engine.yaml(),
     })
     .await
     .expect("the drill runs");
@@ -28,14 +32,15 @@ async fn sigkill_at_random_points_loses_nothing_duplicates_nothing_and_leaves_no
     assert!(report.done > 0, "{report:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_soak_has_no_errors_and_bounded_memory() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_short_soak_has_no_errors_and_bounded_memory);
+async fn a_short_soak_has_no_errors_and_bounded_memory(engine: TestEngine) {
     let tmp = tempfile::tempdir().unwrap();
     let report = shotline::soak::run(&shotline::soak::SoakOptions {
         binary: env!("CARGO_BIN_EXE_shotline").into(),
         dir: tmp.path().to_path_buf(),
         clients: 8,
         duration: Duration::from_secs(4),
+        store: engine.yaml(),
     })
     .await
     .expect("the soak runs");

@@ -1,14 +1,14 @@
 //! The real `shotline` binary end to end: serve on 127.0.0.1:0 with a temporary data dir, add a user, log
 //! in over QUIC, submit a seeded job and wait for its result, then restart the server and find it again.
 
-use crate::common::{shotline, submit_file, Server};
+use crate::common::{both_engines, shotline, submit_file, Server, TestEngine};
 
-#[test]
-fn serve_login_submit_wait_restart_and_find_the_result_again() {
+both_engines!(#[test] fn serve_login_submit_wait_restart_and_find_the_result_again);
+fn serve_login_submit_wait_restart_and_find_the_result_again(engine: TestEngine) {
     let tmp = tempfile::tempdir().unwrap();
     let (data, home) = (tmp.path().join("data"), tmp.path().join("home"));
     std::fs::create_dir_all(&home).unwrap();
-    let server = Server::start(&data);
+    let server = Server::start(&engine, &data);
     let addr = server.addr.clone();
     let data_s = data.to_str().unwrap();
 
@@ -118,7 +118,7 @@ fn serve_login_submit_wait_restart_and_find_the_result_again() {
     server.stop();
 
     // Restart on the same data dir: the job and its result are still there, the pinned cert still matches.
-    let server = Server::start(&data);
+    let server = Server::start(&engine, &data);
     let addr = server.addr.clone();
     let (ok, _, err) = shotline(
         &home,

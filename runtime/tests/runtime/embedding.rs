@@ -8,10 +8,10 @@ use shotline::SubmitOptions;
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_seeded_job_reproduces_exactly_and_has_the_result_format() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_seeded_job_reproduces_exactly_and_has_the_result_format);
+async fn a_seeded_job_reproduces_exactly_and_has_the_result_format(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let job = job1(
         json!([
             ["load", [0], [50]],
@@ -48,10 +48,10 @@ async fn a_seeded_job_reproduces_exactly_and_has_the_result_format() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_jobs_are_refused_with_codes_and_paths_and_nothing_is_queued() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn invalid_jobs_are_refused_with_codes_and_paths_and_nothing_is_queued);
+async fn invalid_jobs_are_refused_with_codes_and_paths_and_nothing_is_queued(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let bad = json!({
         "experiment_0": experiment(json!([["rlx", [0], [7.0]], ["measure", [0], []], ["rlz", [0], [0.1]]]), 0, None),
         "experiment_1": experiment(json!([["rlx", [0], [1.0]], ["load", [0], [5]]]), 10, None),
@@ -105,10 +105,10 @@ async fn invalid_jobs_are_refused_with_codes_and_paths_and_nothing_is_queued() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn experiments_keep_their_submission_order_end_to_end() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn experiments_keep_their_submission_order_end_to_end);
+async fn experiments_keep_their_submission_order_end_to_end(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let mut job = serde_json::Map::new();
     for i in 0..12 {
         job.insert(
@@ -139,10 +139,10 @@ async fn experiments_keep_their_submission_order_end_to_end() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unseeded_job_gets_a_recorded_server_seed() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_unseeded_job_gets_a_recorded_server_seed);
+async fn an_unseeded_job_gets_a_recorded_server_seed(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let job = job1(
         json!([
             ["load", [0], [20]],
@@ -158,8 +158,12 @@ async fn an_unseeded_job_gets_a_recorded_server_seed() {
         .expect("server-chosen seed is reported");
     let x = result.execution_id.clone().unwrap();
     rt.shutdown().await.unwrap();
-    let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
-    let exec = store.execution(&x).unwrap().expect("execution recorded");
+    let store = engine.open(dir.path()).await;
+    let exec = store
+        .execution(&x)
+        .await
+        .unwrap()
+        .expect("execution recorded");
     assert_eq!(exec.seed, seed);
     assert_eq!(exec.config_hash, "sha256:test");
     assert!(exec.software_version.starts_with("shotline "));
@@ -167,7 +171,7 @@ async fn an_unseeded_job_gets_a_recorded_server_seed() {
     assert!(exec.calibration.contains("rabi_frequency_hz"));
     // Re-running the same job body with that seed reproduces the memory.
     let dir2 = tempfile::tempdir().unwrap();
-    let rt2 = start_in(dir2.path(), sim_config()).await;
+    let rt2 = start_in(&engine, dir2.path(), sim_config()).await;
     let again = run_ok(
         &rt2,
         &job1(
@@ -185,8 +189,8 @@ async fn an_unseeded_job_gets_a_recorded_server_seed() {
     rt2.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_results_and_execution_ids_survive_a_restart() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn jobs_results_and_execution_ids_survive_a_restart);
+async fn jobs_results_and_execution_ids_survive_a_restart(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
     let job = job1(
         json!([
@@ -197,11 +201,11 @@ async fn jobs_results_and_execution_ids_survive_a_restart() {
         5,
         Some(3),
     );
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let first = run_ok(&rt, &job).await;
     rt.shutdown().await.unwrap();
 
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let status = rt.status(&first.job_id).await.unwrap();
     assert_eq!(status.status, JobStatus::Done);
     let again = rt.result(&first.job_id).await.unwrap();
@@ -213,10 +217,10 @@ async fn jobs_results_and_execution_ids_survive_a_restart() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotent_resubmit_returns_the_same_job() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_idempotent_resubmit_returns_the_same_job);
+async fn an_idempotent_resubmit_returns_the_same_job(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let job = job1(json!([["measure", [0], []]]), 3, Some(1));
     let opts = SubmitOptions {
         idempotency_key: Some("k-1".into()),
@@ -237,8 +241,8 @@ async fn an_idempotent_resubmit_returns_the_same_job() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_acquisition_ring_fails_or_degrades_per_policy() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_full_acquisition_ring_fails_or_degrades_per_policy);
+async fn a_full_acquisition_ring_fails_or_degrades_per_policy(engine: TestEngine) {
     use shotline::config::OverflowPolicy;
     // Shots of ~0.3 ms and a ring of 2 records drained every 2 ms: records must be lost.
     let job = job1(
@@ -255,7 +259,7 @@ async fn a_full_acquisition_ring_fails_or_degrades_per_policy() {
         let mut config = sim_config();
         config.backends[0].timing.shot_ring = 2;
         config.backends[0].timing.overflow_policy = policy;
-        let rt = start_in(dir.path(), config).await;
+        let rt = start_in(&engine, dir.path(), config).await;
         let (id, status) = run_job(&rt, &job).await;
         let result = rt.result(&id).await.unwrap();
         match policy {

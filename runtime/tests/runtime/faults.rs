@@ -69,10 +69,10 @@ pub(crate) async fn devices_are_safe(rt: &Runtime) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_injection_is_off_unless_configured() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn fault_injection_is_off_unless_configured);
+async fn fault_injection_is_off_unless_configured(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let e = rt
         .service()
         .inject_fault(FaultSpec::Actor {
@@ -85,10 +85,10 @@ async fn fault_injection_is_off_unless_configured() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_in_every_actor_kind_is_contained() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_panic_in_every_actor_kind_is_contained);
+async fn a_panic_in_every_actor_kind_is_contained(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    let rt = start_in(&engine, dir.path(), with_faults(sim_config())).await;
     let roles = [
         "scheduler",
         "lock_manager",
@@ -142,10 +142,10 @@ async fn a_panic_in_every_actor_kind_is_contained() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_faults_end_the_job_with_the_device_named_and_every_device_safe() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn device_faults_end_the_job_with_the_device_named_and_every_device_safe);
+async fn device_faults_end_the_job_with_the_device_named_and_every_device_safe(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    let rt = start_in(&engine, dir.path(), with_faults(sim_config())).await;
     for (kind, dev, words) in [
         (DeviceFaultKind::Error, "rf", "injected error"),
         (DeviceFaultKind::Hang, "camera", "timed out"),
@@ -179,13 +179,13 @@ async fn device_faults_end_the_job_with_the_device_named_and_every_device_safe()
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_fault_can_retry_the_job_and_pause_the_backend() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_device_fault_can_retry_the_job_and_pause_the_backend);
+async fn a_device_fault_can_retry_the_job_and_pause_the_backend(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.backends[0].device_faults.action = DeviceFaultAction::Retry;
     config.backends[0].device_faults.pause_backend = true;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let s = rt
         .submit("singlequdit", &long_job(6000), SubmitOptions::default())
         .await
@@ -221,13 +221,15 @@ async fn a_device_fault_can_retry_the_job_and_pause_the_backend() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_clock_is_an_underflow_that_fails_the_job_under_the_fail_policy() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_delayed_clock_is_an_underflow_that_fails_the_job_under_the_fail_policy);
+async fn a_delayed_clock_is_an_underflow_that_fails_the_job_under_the_fail_policy(
+    engine: TestEngine,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.backends[0].timing.underflow_policy = UnderflowPolicy::Fail;
     config.backends[0].timing.slack_ns = 4_000_000;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let s = rt
         .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
         .await
@@ -255,13 +257,15 @@ async fn a_delayed_clock_is_an_underflow_that_fails_the_job_under_the_fail_polic
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_event_under_the_abort_policy_is_not_played_and_the_job_ends_error_naming_it() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_late_event_under_the_abort_policy_is_not_played_and_the_job_ends_error_naming_it);
+async fn a_late_event_under_the_abort_policy_is_not_played_and_the_job_ends_error_naming_it(
+    engine: TestEngine,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.backends[0].timing.underflow_policy = UnderflowPolicy::Abort;
     config.backends[0].timing.slack_ns = 4_000_000;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let s = rt
         .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
         .await
@@ -293,12 +297,14 @@ async fn a_late_event_under_the_abort_policy_is_not_played_and_the_job_ends_erro
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_policy() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_policy);
+async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_policy(
+    engine: TestEngine,
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.recovery.on_interrupted = InterruptedPolicy::Fail;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let s = rt
         .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
         .await
@@ -329,14 +335,24 @@ async fn an_interrupted_job_ends_error_with_where_it_stopped_under_the_fail_poli
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submission_is_acknowledged_only_after_its_commit_returned() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_submission_is_acknowledged_only_after_its_commit_returned);
+async fn a_submission_is_acknowledged_only_after_its_commit_returned(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), with_faults(sim_config())).await;
-    // The pragmas are what the durability promise needs, read back from the file.
-    let reader = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
-    let p = reader.pragmas().unwrap();
-    assert_eq!((p.journal_mode.as_str(), p.synchronous), ("wal", 2));
+    let rt = start_in(&engine, dir.path(), with_faults(sim_config())).await;
+    // Another connection to the store, like a second process. SQLite: a plain reading connection (a second
+    // engine would queue behind the runtime's writer, which holds the commit), and the pragmas the durability
+    // promise needs, read back from the file; the PostgreSQL engine checks `synchronous_commit` at start.
+    let file = engine
+        .is_sqlite()
+        .then(|| shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap());
+    if let Some(file) = &file {
+        let p = file.pragmas().unwrap();
+        assert_eq!((p.journal_mode.as_str(), p.synchronous), ("wal", 2));
+    }
+    let reader = match file {
+        Some(_) => None,
+        None => Some(engine.open(dir.path()).await),
+    };
     // Hold every commit 400 ms: an acknowledgement sent before the commit would be seen here before the
     // row is visible to another connection.
     rt.service()
@@ -352,7 +368,11 @@ async fn a_submission_is_acknowledged_only_after_its_commit_returned() {
             )
             .await
             .unwrap();
-        let row = reader.job(&s.job_id).unwrap();
+        let row = match (&file, &reader) {
+            (Some(file), _) => file.job(&s.job_id).unwrap(),
+            (None, Some(reader)) => reader.job(&s.job_id).await.unwrap(),
+            (None, None) => unreachable!("one reader or the other"),
+        };
         assert!(
             row.is_some(),
             "acknowledged job {} is not on disk yet",
@@ -366,15 +386,15 @@ async fn a_submission_is_acknowledged_only_after_its_commit_returned() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed);
+async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     rt.estop().await.unwrap();
     rt.shutdown().await.unwrap();
 
     // Restarted on the same data dir: still paused, a new job waits.
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let (_, status) = rt.service().backend("singlequdit").await.unwrap();
     assert!(
         status.paused,
@@ -396,17 +416,17 @@ async fn an_emergency_stop_survives_a_restart_of_the_server_until_resumed() {
     let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(end.status, JobStatus::Done);
     rt.shutdown().await.unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     assert!(!rt.service().backend("singlequdit").await.unwrap().1.paused);
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_fault_while_programming_applies_the_device_fault_policy() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_device_fault_while_programming_applies_the_device_fault_policy);
+async fn a_device_fault_while_programming_applies_the_device_fault_policy(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.backends[0].device_faults.pause_backend = true;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     // The MOT is disconnected before the job starts: its programming fails, not a shot.
     rt.service()
         .inject_fault(device(DeviceFaultKind::Disconnect, "mot", 0))
@@ -444,8 +464,13 @@ async fn a_device_fault_while_programming_applies_the_device_fault_policy() {
     );
     let mut reason = None;
     for _ in 0..300 {
-        let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
-        reason = store.backend_pause("singlequdit").unwrap().map(|(r, _)| r);
+        let store = engine.open(dir.path()).await;
+        reason = store
+            .backend_pause("singlequdit")
+            .await
+            .unwrap()
+            .map(|p| p.reason);
+        store.shutdown().await.unwrap();
         if reason.is_some() {
             break;
         }
@@ -456,14 +481,14 @@ async fn a_device_fault_while_programming_applies_the_device_fault_policy() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_analysis_overflows_the_ring_at_the_source_not_a_mailbox() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_slow_analysis_overflows_the_ring_at_the_source_not_a_mailbox);
+async fn a_slow_analysis_overflows_the_ring_at_the_source_not_a_mailbox(engine: TestEngine) {
     use shotline::config::OverflowPolicy;
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     config.backends[0].timing.shot_ring = 16;
     config.backends[0].timing.overflow_policy = OverflowPolicy::Degrade;
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     // Analysis takes 2 ms a shot; the clock plays one every ~0.2 ms.
     rt.service()
         .inject_fault(FaultSpec::AnalysisDelay {
@@ -489,8 +514,8 @@ async fn a_slow_analysis_overflows_the_ring_at_the_source_not_a_mailbox() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_estop_acts_on_every_backend_at_once_and_reports_each_device() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_estop_acts_on_every_backend_at_once_and_reports_each_device);
+async fn an_estop_acts_on_every_backend_at_once_and_reports_each_device(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_faults(sim_config());
     // Each backend's devices get one call timeout to confirm their safe state (2 s: a store call on a loaded
@@ -499,7 +524,7 @@ async fn an_estop_acts_on_every_backend_at_once_and_reports_each_device() {
     let mut second = config.backends[0].clone();
     second.name = "second".into();
     config.backends.push(second);
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let s = rt
         .submit("singlequdit", &long_job(20_000), SubmitOptions::default())
         .await

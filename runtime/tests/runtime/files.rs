@@ -452,3 +452,89 @@ fn a_store_that_cannot_grow_answers_a_storage_code_and_loses_nothing_acknowledge
     });
     server.stop();
 }
+
+/// On PostgreSQL the data dir holds no database file (none of the SQLite checks above apply), but the
+/// acknowledged-work mark stays (`<data_dir>/postgres.ack-hwm`): a database restored from an older backup is
+/// refused, naming what is missing, until the operator starts with `serve --accept-data-loss`.
+#[test]
+fn a_postgresql_database_restored_from_an_older_backup_is_refused_unless_accepted() {
+    let engine = TestEngine::postgres();
+    let db = engine.database().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let job = job1(json!([["measure", [0], []]]), 1, Some(1));
+    let run_jobs = |n: usize| -> Vec<String> {
+        rt.block_on(async {
+            let r = start_in(&engine, &data, sim_config()).await;
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(run_job(&r, &job).await.0);
+            }
+            r.shutdown().await.unwrap();
+            ids
+        })
+    };
+    let kept = run_jobs(2);
+    assert!(
+        !data.join("shotline.db").exists(),
+        "no SQLite database in the data dir of a PostgreSQL store"
+    );
+    let mark = std::fs::read_to_string(shotline::postgres_marks::mark_path(&data)).unwrap();
+    assert!(mark.starts_with("seq "), "{mark}");
+    assert_eq!(
+        mode(&shotline::postgres_marks::mark_path(&data)),
+        0o600,
+        "the mark is private"
+    );
+    // The backup, then more acknowledged work, then the backup put back in place.
+    let name = db.name();
+    db.admin(&format!("CREATE DATABASE {name}_old TEMPLATE {name}"));
+    run_jobs(3);
+    db.admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    db.admin(&format!("ALTER DATABASE {name}_old RENAME TO {name}"));
+
+    let refused = rt.block_on(shotline::Runtime::start_with(
+        engine.config(sim_config()),
+        "sha256:test".into(),
+        shotline::StartOptions {
+            data_dir: Some(data.clone()),
+            ..Default::default()
+        },
+    ));
+    let text = match refused {
+        Ok(_) => panic!("served a database behind the acknowledged work"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        text.contains("3 acknowledged jobs are missing") && text.contains("--accept-data-loss"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+
+    // The operator accepts the loss: the server starts and serves what the database holds.
+    let config = engine.config_file(Path::new(SIM), tmp.path());
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--accept-data-loss",
+            "--data-dir",
+        ])
+        .arg(&data);
+    Server::spawn(command)
+        .expect("--accept-data-loss serves the older database")
+        .stop();
+    rt.block_on(async {
+        let r = start_in(&engine, &data, sim_config()).await;
+        let status = r.status(&kept[1]).await.unwrap();
+        assert_eq!(status.status, shotline::protocol::JobStatus::Done);
+        r.shutdown().await.unwrap();
+    });
+}

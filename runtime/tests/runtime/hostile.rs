@@ -1,6 +1,10 @@
 //! Hostile and careless peers (issue 10, items 1, 5, 9, 18): unauthenticated peers cannot make the server hold
 //! memory, a failed or killed client stops counting against its user's connections, the login limiter and
 //! `register` are bounded, and a slow shot watcher does not make other watchers fall behind.
+//!
+//! These tests are about devices, physics and the protocol, not the store: they run on the default engine
+//! (SQLite). The store's behaviour through the runtime runs on both engines (embedding, e2e, crash,
+//! faults, supervision, limits, remote).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,7 +30,7 @@ fn serve_with(tmp: &Path, extra: &str) -> (Server, PathBuf) {
     let data = tmp.join("data");
     let home = tmp.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let server = Server::start_with(&config, &data);
+    let server = Server::start_with(&TestEngine::sqlite(), &config, &data);
     add_user_and_login(&home, &data, &server.addr, "alice", "correct horse");
     (server, home)
 }
@@ -247,7 +251,7 @@ async fn unauthenticated_connections_are_capped_deadlined_and_held_to_small_fram
     config.limits.max_unauthenticated_connections = 2;
     config.limits.unauthenticated_timeout_ms = 3000;
     config.limits.max_unauthenticated_frame_bytes = 4096;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&TestEngine::sqlite(), config).await;
     r.rt.service()
         .add_user("alice", "password123", false)
         .await
@@ -456,7 +460,7 @@ async fn login_names_are_bounded_and_register_is_rate_limited() {
     config.auth.allow_registration = true;
     config.auth.registrations_per_address = 2;
     config.auth.login_attempts_per_address = 100_000;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&TestEngine::sqlite(), config).await;
     let c = r.client().await;
     // 4 MiB names do not fit in a login frame without a token; 60 KiB ones get a clear error.
     let long = "n".repeat(60_000);
@@ -497,7 +501,7 @@ async fn login_names_are_bounded_and_register_is_rate_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_shot_watcher_does_not_make_other_watchers_lag() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let mut bus = rt.ctx().subscribe();
     let s = rt
         .submit(

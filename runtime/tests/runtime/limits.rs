@@ -21,13 +21,13 @@ fn tagged(tags: Vec<String>) -> SubmitOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit);
+async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit(engine: TestEngine) {
     let mut config = sim_config();
     config.limits.max_response_bytes = 65_536;
     config.limits.max_tags = 32;
     config.limits.max_tag_bytes = 1024;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&engine, config).await;
     let (c, token) = r.user("alice", false).await;
     let (admin, admin_token) = r.user("root", true).await;
     let job = || value(json!({ "e": measure_only(1) }));
@@ -154,14 +154,14 @@ async fn tags_and_qobj_id_are_bounded_and_jobs_pages_fit_the_answer_limit() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shots_names_and_apparatus_time_of_a_job_are_bounded() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn shots_names_and_apparatus_time_of_a_job_are_bounded);
+async fn shots_names_and_apparatus_time_of_a_job_are_bounded(engine: TestEngine) {
     let mut config = sim_config();
     config.limits.max_shots_per_job = 1_000;
     config.limits.max_job_duration_s = 1;
     config.limits.max_experiment_name_bytes = 16;
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let refused = |r: Result<shotline::Submitted, shotline_actors::error::ServiceError>| {
         let e = r.expect_err("refused");
         assert_eq!(e.code, "VALIDATION_FAILED", "{e:?}");
@@ -215,14 +215,16 @@ async fn shots_names_and_apparatus_time_of_a_job_are_bounded() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_result_over_the_answer_limit_is_refused_and_one_just_under_is_fetched() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_result_over_the_answer_limit_is_refused_and_one_just_under_is_fetched);
+async fn a_result_over_the_answer_limit_is_refused_and_one_just_under_is_fetched(
+    engine: TestEngine,
+) {
     use shotline_actors::service::admission::result_bound_bytes;
     const LIMIT: u64 = 65_536;
     let mut config = sim_config();
     config.limits.max_response_bytes = LIMIT;
     let section = config.backends[0].clone();
-    let r = serve_remote(config).await;
+    let r = serve_remote(&engine, config).await;
     let (c, token) = r.user("alice", false).await;
     let (published, _) = r.rt.service().backend("singlequdit").await.unwrap();
     // n experiments of one shot with 200-byte names: the most whose result bound fits.
@@ -291,8 +293,8 @@ async fn a_result_over_the_answer_limit_is_refused_and_one_just_under_is_fetched
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_default_limits_a_result_above_the_client_frame_is_refused() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn at_the_default_limits_a_result_above_the_client_frame_is_refused);
+async fn at_the_default_limits_a_result_above_the_client_frame_is_refused(engine: TestEngine) {
     let config = sim_config();
     assert_eq!(
         config.limits.max_response_bytes,
@@ -300,7 +302,7 @@ async fn at_the_default_limits_a_result_above_the_client_frame_is_refused() {
         "by default the answer limit is the client's frame limit"
     );
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     // 4 M shots: memory strings alone are above 8 MiB (the "any job above ~4 M shots").
     let job = json!({
         "a": measure_only(1_000_000), "b": measure_only(1_000_000),
@@ -316,14 +318,14 @@ async fn at_the_default_limits_a_result_above_the_client_frame_is_refused() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_compares_the_backend_and_the_options() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn an_idempotency_key_compares_the_backend_and_the_options);
+async fn an_idempotency_key_compares_the_backend_and_the_options(engine: TestEngine) {
     let mut config = sim_config();
     let mut second = config.backends[0].clone();
     second.name = "singlequdit2".into();
     config.backends.push(second);
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), config).await;
+    let rt = start_in(&engine, dir.path(), config).await;
     let job = json!({ "e": measure_only(1) });
     let keyed = |priority: i32| SubmitOptions {
         idempotency_key: Some("k1".into()),
@@ -349,9 +351,9 @@ async fn an_idempotency_key_compares_the_backend_and_the_options() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn re_enabling_a_user_does_not_revive_its_tokens() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn re_enabling_a_user_does_not_revive_its_tokens);
+async fn re_enabling_a_user_does_not_revive_its_tokens(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     assert_eq!(c.whoami(&token).await.unwrap().0, "alice");
     let svc = r.rt.service();
@@ -365,9 +367,9 @@ async fn re_enabling_a_user_does_not_revive_its_tokens() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_refuses_impossible_dates_naming_the_field() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn jobs_refuses_impossible_dates_naming_the_field);
+async fn jobs_refuses_impossible_dates_naming_the_field(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     for (since, until, field, bad) in [
         (
@@ -421,9 +423,9 @@ async fn jobs_refuses_impossible_dates_naming_the_field() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_do_not_echo_request_sized_values() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn errors_do_not_echo_request_sized_values);
+async fn errors_do_not_echo_request_sized_values(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     let huge = "x".repeat(1 << 20);
     let e = server_error(c.status(&token, &huge).await);
@@ -459,11 +461,13 @@ async fn errors_do_not_echo_request_sized_values() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_the_answer() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_the_answer);
+async fn a_job_stored_with_oversized_tags_before_the_limits_still_lists_within_the_answer(
+    engine: TestEngine,
+) {
     let mut config = sim_config();
     config.limits.max_response_bytes = 65_536;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&engine, config).await;
     let (c, token) = r.user("alice", false).await;
     let first = c
         .submit(

@@ -1,4 +1,8 @@
 //! The singlequdit physics through the whole shot path (compiler, devices, shot clock, acquisition, analysis).
+//!
+//! These tests are about devices, physics and the protocol, not the store: they run on the default engine
+//! (SQLite). The store's behaviour through the runtime runs on both engines (embedding, e2e, crash,
+//! faults, supervision, limits, remote).
 
 use std::f64::consts::PI;
 
@@ -35,7 +39,7 @@ fn rounded(theta: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rlx_pi_flips_every_atom_on_every_shot_up_to_500_atoms() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let mut job = serde_json::Map::new();
     for (i, n) in [1u32, 37, 500].iter().enumerate() {
         job.insert(
@@ -57,7 +61,7 @@ async fn rlx_pi_flips_every_atom_on_every_shot_up_to_500_atoms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rlx_half_pi_gives_the_binomial_distribution() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let job = job1(
         json!([
             ["load", [0], [10]],
@@ -83,7 +87,7 @@ async fn rlx_half_pi_gives_the_binomial_distribution() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_squeezing_sequence_follows_the_model_of_the_programmed_pulses() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let (a, b, c, d) = (PI / 2.0, 0.35, 0.8, 1.3);
     let job = job1(
         json!([
@@ -115,7 +119,7 @@ async fn a_squeezing_sequence_follows_the_model_of_the_programmed_pulses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_without_load_has_one_atom() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&TestEngine::sqlite(), dir.path(), sim_config()).await;
     let result = run_ok(
         &rt,
         &job1(json!([["rlx", [0], [PI]], ["measure", [0], []]]), 10, None),

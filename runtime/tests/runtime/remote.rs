@@ -24,9 +24,9 @@ fn long_job() -> Value {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order);
+async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     assert_eq!(c.whoami(&token).await.unwrap(), ("alice".into(), false));
     assert_eq!(c.backends(&token).await.unwrap()[0].name, "singlequdit");
@@ -183,9 +183,9 @@ async fn every_verb_round_trips_and_watch_delivers_every_transition_in_order() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_auth_failure_is_refused() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn every_auth_failure_is_refused);
+async fn every_auth_failure_is_refused(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     let (_, bob) = r.user("bob", false).await;
     let job = value(job1(json!([["measure", [0], []]]), 2, None));
@@ -245,12 +245,12 @@ async fn every_auth_failure_is_refused() {
     let expired = "f".repeat(64);
     let hash = shotline_actors::auth::token_hash(&expired);
     let uid = r.rt.service().user("alice").await.unwrap().id;
-    let db = r.data.path().join("shotline.db");
-    let store = shotline_store::Store::open(&db).unwrap();
+    let store = engine.open(r.data.path()).await;
     store
         .insert_token(&hash, uid, "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z")
+        .await
         .unwrap();
-    drop(store);
+    store.shutdown().await.unwrap();
     assert_eq!(code(c.backends(&expired).await), "UNAUTHENTICATED");
     // Too many login attempts.
     let mut last = String::new();
@@ -261,11 +261,11 @@ async fn every_auth_failure_is_refused() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registration_works_when_the_config_allows_it() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn registration_works_when_the_config_allows_it);
+async fn registration_works_when_the_config_allows_it(engine: TestEngine) {
     let mut config = sim_config();
     config.auth.allow_registration = true;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&engine, config).await;
     let c = r.client().await;
     assert_eq!(c.register("eve", "password123").await.unwrap(), "eve");
     assert_eq!(code(c.register("eve", "password123").await), "CONFLICT");
@@ -275,14 +275,14 @@ async fn registration_works_when_the_config_allows_it() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_are_enforced_with_clear_errors() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn limits_are_enforced_with_clear_errors);
+async fn limits_are_enforced_with_clear_errors(engine: TestEngine) {
     let mut config = sim_config();
     config.limits.max_queued_jobs_per_user = 2;
     config.limits.max_connections_per_user = 1;
     config.limits.max_frame_bytes = 4096;
     config.limits.request_timeout_ms = 300;
-    let r = serve_remote(config).await;
+    let r = serve_remote(&engine, config).await;
     let (c, token) = r.user("alice", false).await;
     // Queued jobs per user.
     let a = c
@@ -348,9 +348,9 @@ async fn limits_are_enforced_with_clear_errors() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_of_queued_and_running_jobs_and_of_finished_ones() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn cancel_of_queued_and_running_jobs_and_of_finished_ones);
+async fn cancel_of_queued_and_running_jobs_and_of_finished_ones(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, token) = r.user("alice", false).await;
     let a = c
         .submit(&token, "singlequdit", long_job(), SubmitOptions::default())
@@ -398,9 +398,9 @@ async fn cancel_of_queued_and_running_jobs_and_of_finished_ones() {
     r.rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_resume_and_estop() {
-    let r = serve_remote(sim_config()).await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn pause_resume_and_estop);
+async fn pause_resume_and_estop(engine: TestEngine) {
+    let r = serve_remote(&engine, sim_config()).await;
     let (c, admin) = r.user("root", true).await;
     let a = c
         .submit(&admin, "singlequdit", long_job(), SubmitOptions::default())

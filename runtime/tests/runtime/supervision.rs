@@ -62,9 +62,9 @@ async fn wait_back(rt: &Runtime, role: &str) {
     panic!("{role} was not restarted");
 }
 
-async fn kill_during_a_job(role: &str) {
+async fn kill_during_a_job(engine: &TestEngine, role: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(engine, dir.path(), sim_config()).await;
     let s = rt
         .submit("singlequdit", &long_job(), SubmitOptions::default())
         .await
@@ -92,33 +92,33 @@ async fn kill_during_a_job(role: &str) {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scheduler_is_restarted_while_a_job_runs() {
-    kill_during_a_job("scheduler").await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn the_scheduler_is_restarted_while_a_job_runs);
+async fn the_scheduler_is_restarted_while_a_job_runs(engine: TestEngine) {
+    kill_during_a_job(&engine, "scheduler").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lock_manager_is_restarted_while_a_job_runs() {
-    kill_during_a_job("lock_manager").await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn the_lock_manager_is_restarted_while_a_job_runs);
+async fn the_lock_manager_is_restarted_while_a_job_runs(engine: TestEngine) {
+    kill_during_a_job(&engine, "lock_manager").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persistence_is_restarted_while_a_job_runs() {
-    kill_during_a_job("persistence").await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn persistence_is_restarted_while_a_job_runs);
+async fn persistence_is_restarted_while_a_job_runs(engine: TestEngine) {
+    kill_during_a_job(&engine, "persistence").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sequencer_failure_restarts_the_backend_and_requeues_the_job() {
-    kill_during_a_job("backend:singlequdit/sequencer:rf").await;
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_sequencer_failure_restarts_the_backend_and_requeues_the_job);
+async fn a_sequencer_failure_restarts_the_backend_and_requeues_the_job(engine: TestEngine) {
+    kill_during_a_job(&engine, "backend:singlequdit/sequencer:rf").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn above_the_restart_intensity_the_runtime_gives_up() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn above_the_restart_intensity_the_runtime_gives_up);
+async fn above_the_restart_intensity_the_runtime_gives_up(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = sim_config();
     config.supervision.max_restarts = 2;
     config.supervision.period_ms = 60_000;
-    let mut rt = start_in(dir.path(), config).await;
+    let mut rt = start_in(&engine, dir.path(), config).await;
     for _ in 0..3 {
         wait_back(&rt, "registry").await;
         kill(&rt, "registry");
@@ -135,29 +135,30 @@ async fn above_the_restart_intensity_the_runtime_gives_up() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it);
+async fn shutdown_requeues_a_running_job_and_the_next_start_finishes_it(engine: TestEngine) {
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let s = rt
         .submit("singlequdit", &very_long_job(), SubmitOptions::default())
         .await
         .unwrap();
     wait_running(&rt, &s.job_id).await;
     rt.shutdown().await.unwrap();
-    let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
-    let job = store.job(&s.job_id).unwrap().unwrap();
+    let store = engine.open(dir.path()).await;
+    let job = store.job(&s.job_id).await.unwrap().unwrap();
     assert_eq!(
         job.status,
         JobStatus::Queued.as_str(),
         "re-queued at shutdown: {job:?}"
     );
     assert!(
-        store.locks().unwrap().is_empty(),
+        store.locks().await.unwrap().is_empty(),
         "the backend lock was released"
     );
+    store.shutdown().await.unwrap();
     drop(store);
-    let rt = start_in(dir.path(), sim_config()).await;
+    let rt = start_in(&engine, dir.path(), sim_config()).await;
     let end = rt.wait(&s.job_id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(end.status, JobStatus::Done);
     rt.shutdown().await.unwrap();
@@ -174,11 +175,11 @@ fn backend_ref(rt: &Runtime) -> ractor::ActorRef<shotline_actors::backend::Backe
         .into()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job);
+async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job(engine: TestEngine) {
     use shotline_actors::faults::FaultSpec;
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    let rt = start_in(&engine, dir.path(), with_faults(sim_config())).await;
     rt.service()
         .inject_fault(FaultSpec::ExecutionPanic {
             backend: "singlequdit".into(),
@@ -198,8 +199,8 @@ async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job() {
     // INTERRUPTED, job re-queued (a counted attempt), lock released, devices safe — and runs it again.
     let end = rt.wait(&a.job_id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(end.status, JobStatus::Done, "{end:?}");
-    let store = shotline_store::Store::open(&dir.path().join("shotline.db")).unwrap();
-    let runs = store.executions_for_job(&a.job_id).unwrap();
+    let store = engine.open(dir.path()).await;
+    let runs = store.executions_for_job(&a.job_id).await.unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_eq!(runs[0].outcome.as_deref(), Some("INTERRUPTED"), "{runs:?}");
     assert!(
@@ -209,7 +210,7 @@ async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job() {
             .is_some_and(|d| d.contains("panic")),
         "{runs:?}"
     );
-    assert_eq!(store.job(&a.job_id).unwrap().unwrap().attempts, 2);
+    assert_eq!(store.job(&a.job_id).await.unwrap().unwrap().attempts, 2);
     // The next job runs too, and the backend is idle again with every device safe.
     let b = run_ok(&rt, &job).await;
     assert_eq!(b.results[0].data.memory, vec!["1"; 3]);
@@ -224,12 +225,12 @@ async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job() {
     rt.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_device_does_not_stall_the_backend_actor() {
+both_engines!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn a_hung_device_does_not_stall_the_backend_actor);
+async fn a_hung_device_does_not_stall_the_backend_actor(engine: TestEngine) {
     use shotline_actors::backend::{BackendMsg, PhaseKind};
     use shotline_actors::faults::{DeviceFaultKind, FaultSpec};
     let dir = tempfile::tempdir().unwrap();
-    let rt = start_in(dir.path(), with_faults(sim_config())).await;
+    let rt = start_in(&engine, dir.path(), with_faults(sim_config())).await;
     let s = rt
         .submit("singlequdit", &very_long_job(), SubmitOptions::default())
         .await
