@@ -21,6 +21,7 @@ pub struct Ctx {
 
 struct CtxInner {
     prefix: String,
+    instance: String,
     config: Config,
     config_hash: String,
     call_timeout: Duration,
@@ -66,6 +67,7 @@ impl Ctx {
         Self {
             inner: Arc::new(CtxInner {
                 prefix: format!("rt{id}"),
+                instance: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
                 config,
                 config_hash,
                 call_timeout,
@@ -74,6 +76,24 @@ impl Ctx {
                 next_shot_watch: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// This runtime instance's id, random per start (`<pid>-<16 hex>`): the owner prefix of its lock leases
+    /// (`<instance>/<execution id>`), so servers sharing one database tell their leases apart.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Whether other processes may share the store (PostgreSQL): leases of other instances are honoured
+    /// until they expire. SQLite is single-process (the data dir lock), so every lease not of this
+    /// instance belongs to a dead one.
+    pub fn shared_store(&self) -> bool {
+        self.inner.config.store.postgres.is_some()
+    }
+
+    /// The lease of a backend lock (`recovery.lock_lease_ms`).
+    pub fn lock_lease(&self) -> Duration {
+        Duration::from_millis(self.inner.config.recovery.lock_lease_ms.max(1))
     }
 
     /// The full actor name for `role` in this runtime.
