@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shotline::protocol::JobStatus;
+use shotline_actors::time::{utc_in_ms, utc_now};
 use shotline_client::{Client, SubmitOptions, Trust};
 use shotline_store::testing::TestDatabase;
 use shotline_store::{Engine, ExecutionRecord, StoreSelection};
@@ -350,4 +351,60 @@ async fn finish(
     for l in store.locks().await.unwrap() {
         assert!(l.owner.starts_with(&format!("{survivor_pid}-")), "{l:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_that_loses_its_lease_stops_playing_and_the_next_holder_reruns_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::new();
+    let config = write_config(dir.path(), &db, 10);
+    add_user(&config, "alice");
+    let server = Server::start(&config, &dir.path().join("a"));
+    let store = engine(&db).await;
+    let (c, token) = server.client().await;
+    let id = c
+        .submit(&token, "singlequdit", job(40_000), SubmitOptions::default())
+        .await
+        .unwrap()
+        .job_id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.job(&id).await.unwrap().unwrap().job_status() != Some(JobStatus::Running) {
+        assert!(Instant::now() < deadline, "the job did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Someone else takes the lease (as an operator's force-unlock plus another server would).
+    let resource = "backend:singlequdit";
+    store.force_release_lock(resource).await.unwrap().unwrap();
+    let (now, until) = (utc_now(), utc_in_ms(5000));
+    let grant = store
+        .acquire_lock(resource, "thief/1", &now, Some(&until))
+        .await
+        .unwrap();
+    assert_eq!(grant, shotline_store::LockGrant::Granted);
+    // Within a renewal period (a third of the lease) the execution notices and stops at a shot boundary:
+    // its recorded progress stops moving (it is persisted every second while shots are played).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let progress = |ex: Vec<ExecutionRecord>| ex[0].detail.clone().unwrap_or_default();
+    let first = progress(store.executions_for_job(&id).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let ex = store.executions_for_job(&id).await.unwrap();
+    assert_eq!(ex.len(), 1, "{ex:?}");
+    assert_eq!(ex[0].outcome, None, "left open for the next holder: {ex:?}");
+    assert_eq!(progress(ex), first, "it played on without the lease");
+    assert!(
+        first.starts_with("shot ") && !first.ends_with("40000 of 40000"),
+        "{first}"
+    );
+    // The thief's lease expires; the server's idle sweep takes the lease, settles the job and re-runs it.
+    wait_done(&store, std::slice::from_ref(&id), Duration::from_secs(120)).await;
+    let ex = store.executions_for_job(&id).await.unwrap();
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    assert_eq!(ex[0].outcome.as_deref(), Some("INTERRUPTED"), "{ex:?}");
+    assert!(
+        ex[0].ended_at.as_deref().unwrap() >= until.as_str(),
+        "settled before the thief's lease expired: {ex:?}"
+    );
+    assert_eq!(ex[1].outcome.as_deref(), Some("DONE"), "{ex:?}");
+    drop(server);
 }
