@@ -26,7 +26,11 @@ fn write_config(dir: &Path, db: &TestDatabase, max_queued: u32) -> PathBuf {
     let text = format!(
         "{}\nstore: {{ postgres: \"{}\" }}\nlimits: {{ max_queued_jobs_per_user: {max_queued} }}\n\
          recovery: {{ lock_lease_ms: {LEASE_MS} }}\n",
-        shotline_config::SIM_YAML,
+        shotline_config::SIM_YAML.replacen(
+            "data_dir: ../data",
+            &format!("data_dir: {}", dir.join("cli").display()),
+            1
+        ),
         db.url()
     );
     let path = dir.join("pg.yaml");
