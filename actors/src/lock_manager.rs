@@ -1,6 +1,7 @@
 //! The lock manager: exclusive locks on a backend's devices as leases in the store, with an owner and an
 //! expiry. The stored owner is `<instance>/<holder>` (the runtime instance, random per start, and the
-//! execution id, or `recovery`), so servers sharing one database tell their leases apart. A lease lasts
+//! execution id, or `recovery`; the instance is `<server>:<pid>-<random>`, the server naming the data dir), so
+//! servers sharing one database tell their leases apart. A lease lasts
 //! `recovery.lock_lease_ms`; its holder renews it (an execution every third of the lease) and releases it at
 //! the end. A lease is written before it is granted; another instance's lease is taken over only once it
 //! has expired. This actor remembers the leases of its own instance only (rebuilt from the store when it
@@ -194,9 +195,8 @@ impl LockState {
             }
         };
         let lease = current?;
-        let ours = lease
-            .owner
-            .starts_with(&format!("{}/", self.ctx.instance()));
+        // This server's (this instance or a dead predecessor on the same data dir), or any on SQLite.
+        let ours = lease.owner.starts_with(self.ctx.server_prefix());
         if !ours && !any_instance {
             return None;
         }

@@ -23,9 +23,18 @@ const LEASE_MS: u64 = 1500;
 
 /// `configs/sim.yaml` on `db` with a short lease and `max_queued` jobs per user.
 fn write_config(dir: &Path, db: &TestDatabase, max_queued: u32) -> PathBuf {
+    write_config_with_lease(dir, db, max_queued, LEASE_MS)
+}
+
+fn write_config_with_lease(
+    dir: &Path,
+    db: &TestDatabase,
+    max_queued: u32,
+    lease_ms: u64,
+) -> PathBuf {
     let text = format!(
         "{}\nstore: {{ postgres: \"{}\" }}\nlimits: {{ max_queued_jobs_per_user: {max_queued} }}\n\
-         recovery: {{ lock_lease_ms: {LEASE_MS} }}\n",
+         recovery: {{ lock_lease_ms: {lease_ms} }}\n",
         shotline_config::SIM_YAML.replacen(
             "data_dir: ../data",
             &format!("data_dir: {}", dir.join("cli").display()),
@@ -307,7 +316,16 @@ async fn two_servers_share_the_limit_run_each_job_once_and_take_over_a_killed_on
                     .id
                     .as_str(),
             ) {
-                break l.owner.split('-').next().unwrap().parse::<u32>().unwrap();
+                // `<server>:<pid>-<random>/<execution id>`
+                let pid = l
+                    .owner
+                    .split(':')
+                    .nth(1)
+                    .unwrap()
+                    .split('-')
+                    .next()
+                    .unwrap();
+                break pid.parse::<u32>().unwrap();
             }
         }
         assert!(Instant::now() < deadline, "the long job did not start");
@@ -353,7 +371,7 @@ async fn finish(
     check_exactly_once(store, &every).await;
     // The survivor holds no stale lease of the dead one.
     for l in store.locks().await.unwrap() {
-        assert!(l.owner.starts_with(&format!("{survivor_pid}-")), "{l:?}");
+        assert!(l.owner.contains(&format!(":{survivor_pid}-")), "{l:?}");
     }
 }
 
@@ -411,4 +429,48 @@ async fn an_execution_that_loses_its_lease_stops_playing_and_the_next_holder_rer
     );
     assert_eq!(ex[1].outcome.as_deref(), Some("DONE"), "{ex:?}");
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_on_its_data_dir_recovers_its_own_job_without_waiting_for_the_lease() {
+    // A lease far longer than the test may wait: only recognising its own dead predecessor (same data dir)
+    // lets the restarted server settle the job at once.
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::new();
+    let config = write_config_with_lease(dir.path(), &db, 10, 600_000);
+    add_user(&config, "alice");
+    let data = dir.path().join("a");
+    let mut server = Server::start(&config, &data);
+    let store = engine(&db).await;
+    let (c, token) = server.client().await;
+    let id = c
+        .submit(&token, "singlequdit", job(20_000), SubmitOptions::default())
+        .await
+        .unwrap()
+        .job_id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.job(&id).await.unwrap().unwrap().job_status() != Some(JobStatus::Running) {
+        assert!(Instant::now() < deadline, "the job did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigkill();
+    let stale = store.locks().await.unwrap();
+    assert_eq!(stale.len(), 1, "the dead server's lease stays: {stale:?}");
+    let restarted = Server::start(&config, &data);
+    wait_done(&store, std::slice::from_ref(&id), Duration::from_secs(60)).await;
+    let ex = store.executions_for_job(&id).await.unwrap();
+    assert_eq!(ex.len(), 2, "{ex:?}");
+    assert_eq!(ex[0].outcome.as_deref(), Some("INTERRUPTED"), "{ex:?}");
+    assert!(
+        ex[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted by restart"),
+        "{ex:?}"
+    );
+    assert_eq!(ex[1].outcome.as_deref(), Some("DONE"), "{ex:?}");
+    assert!(store.locks().await.unwrap().is_empty());
+    drop(restarted);
 }

@@ -44,9 +44,9 @@ pub async fn settle_job(ctx: &Ctx, backend: &str, job_id: &str, cause: &str, cou
     }
 }
 
-/// Releases the backend's lease if its holder is dead: a lease of this instance (its execution is gone), or
-/// on SQLite a lease of any instance (one process per data dir: any other instance is a previous, dead
-/// process). On a shared store another instance's lease is left to expire.
+/// Releases the backend's lease if its holder is dead: a lease of this server (this instance, whose execution
+/// is gone, or a previous process on the same data dir), or on SQLite a lease of any instance (one process
+/// per data dir). On a shared store another server's lease is left to expire.
 pub async fn force_release(ctx: &Ctx, backend: &str) {
     let Some(lm) = ctx.lookup::<crate::lock_manager::LockMsg>(roles::LOCK_MANAGER) else {
         tracing::error!(%backend, "the lock manager is restarting; the backend lock is released by its recovery");
