@@ -200,3 +200,19 @@ pub async fn orphans_possible(ctx: &Ctx, backend: &str) -> Result<bool, String> 
         Some(l) => l.expires_at.as_deref().is_some_and(|t| t <= now.as_str()),
     })
 }
+
+/// Whether another server holds an unexpired lease on `backend` (shared store): a job of this server's dead
+/// execution must then be left to that server, which took the lease over and settles it itself.
+pub async fn held_elsewhere(ctx: &Ctx, backend: &str) -> bool {
+    let resource = execution::lock_resource(backend);
+    let locks = match Db::new(ctx).run(|e| async move { e.locks().await }).await {
+        Ok(l) => l,
+        Err(_) => return false,
+    };
+    let now = utc_now();
+    locks.iter().any(|l| {
+        l.resource == resource
+            && !l.owner.starts_with(ctx.server_prefix())
+            && l.expires_at.as_deref().is_none_or(|t| t > now.as_str())
+    })
+}

@@ -29,6 +29,11 @@ pub fn settle_policy(cause: &str, recovery: &RecoverySection, counted: bool) -> 
 
 /// Settles one job (see [`settle_policy`]) and hands a re-queued job back to the scheduler.
 pub async fn settle_job(ctx: &Ctx, backend: &str, job_id: &str, cause: &str, counted: bool) {
+    // Shared store: a lease lost meanwhile may have been taken over, and the job with it.
+    if ctx.shared_store() && lease::held_elsewhere(ctx, backend).await {
+        tracing::warn!(%backend, job = %job_id, "another server holds the backend's lease; the job is left to it");
+        return;
+    }
     let policy = settle_policy(cause, &ctx.config().recovery, counted);
     let jid = job_id.to_string();
     let r = Db::new(ctx)
