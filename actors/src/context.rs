@@ -21,6 +21,7 @@ pub struct Ctx {
 
 struct CtxInner {
     prefix: String,
+    instance: String,
     config: Config,
     config_hash: String,
     call_timeout: Duration,
@@ -53,6 +54,21 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
+/// A server's stable id: 12 hex digits of SHA-256 over the host name and the canonical data dir. The data
+/// dir is held by one process at a time (`server.lock`), so on a shared store a lease carrying this id and
+/// another instance's is a dead predecessor's, released at once by the next start.
+pub fn server_id(config: &Config) -> String {
+    use sha2::{Digest, Sha256};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(config.data_dir())
+        .unwrap_or_else(|_| config.data_dir().to_path_buf());
+    let mut h = Sha256::new();
+    h.update(host.trim().as_bytes());
+    h.update([0]);
+    h.update(dir.as_os_str().as_encoded_bytes());
+    hex::encode(&h.finalize()[..6])
+}
+
 /// The software version recorded in every execution's provenance.
 pub const SOFTWARE_VERSION: &str = concat!("shotline ", env!("CARGO_PKG_VERSION"));
 
@@ -66,6 +82,12 @@ impl Ctx {
         Self {
             inner: Arc::new(CtxInner {
                 prefix: format!("rt{id}"),
+                instance: format!(
+                    "{}:{}-{:016x}",
+                    server_id(&config),
+                    std::process::id(),
+                    rand::random::<u64>()
+                ),
                 config,
                 config_hash,
                 call_timeout,
@@ -74,6 +96,32 @@ impl Ctx {
                 next_shot_watch: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// This runtime instance's id, `<server>:<pid>-<16 hex>` (random per start): the owner prefix of its lock
+    /// leases (`<instance>/<execution id>`), so servers sharing one database tell their leases apart.
+    /// `<server>` names the data dir on this host ([`server_id`]); one process at a time holds a data dir,
+    /// so a lease of the same server but another instance belongs to a dead predecessor.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// The `<server>:` prefix of this instance (see [`Ctx::instance`]).
+    pub fn server_prefix(&self) -> &str {
+        let end = self.inner.instance.find(':').map_or(0, |i| i + 1);
+        &self.inner.instance[..end]
+    }
+
+    /// Whether other processes may share the store (PostgreSQL): leases of other instances are honoured
+    /// until they expire. SQLite is single-process (the data dir lock), so every lease not of this
+    /// instance belongs to a dead one.
+    pub fn shared_store(&self) -> bool {
+        self.inner.config.store.postgres.is_some()
+    }
+
+    /// The lease of a backend lock (`recovery.lock_lease_ms`).
+    pub fn lock_lease(&self) -> Duration {
+        Duration::from_millis(self.inner.config.recovery.lock_lease_ms.max(1))
     }
 
     /// The full actor name for `role` in this runtime.

@@ -13,7 +13,7 @@ use crate::backend::{BackendActor, BackendArgs};
 use crate::context::{roles, Ctx};
 use crate::gateway::{GatewayActor, GatewayArgs};
 use crate::lock_manager::LockManagerActor;
-use crate::persistence::{Db, PersistenceActor, PersistenceArgs};
+use crate::persistence::{PersistenceActor, PersistenceArgs};
 use crate::registry::{publish, RegistryActor};
 use crate::scheduler::SchedulerActor;
 use crate::supervision::{RestartPolicy, RestartTracker};
@@ -98,7 +98,7 @@ impl RootState {
             Child::LockManager => Actor::spawn_linked(
                 Some(ctx.name(roles::LOCK_MANAGER)),
                 LockManagerActor,
-                Db::new(ctx),
+                ctx.clone(),
                 sup,
             )
             .await?

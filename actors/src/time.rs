@@ -30,6 +30,13 @@ pub fn utc_in(seconds: u64) -> String {
     format_utc(later)
 }
 
+/// `now + ms` milliseconds, in the stored format.
+pub fn utc_in_ms(ms: u64) -> String {
+    let later =
+        OffsetDateTime::now_utc() + time::Duration::milliseconds(ms.min(i64::MAX as u64) as i64);
+    format_utc(later)
+}
+
 /// Today's UTC date as `YYYYMMDD` (the day part of execution ids).
 pub fn utc_day() -> String {
     let d = OffsetDateTime::now_utc().date();

@@ -278,6 +278,10 @@ pub struct RecoverySection {
     pub on_interrupted: InterruptedPolicy,
     /// A job interrupted by a crash or a fault is started at most this many times (1..=100).
     pub max_attempts: u32,
+    /// Length of a backend lock's lease (1000..=600000 ms): an execution renews it every third of this,
+    /// stops at its next shot boundary if a renewal fails, and another server on the same database takes
+    /// the backend over once the lease has expired.
+    pub lock_lease_ms: u64,
 }
 
 impl Default for RecoverySection {
@@ -285,6 +289,7 @@ impl Default for RecoverySection {
         Self {
             on_interrupted: InterruptedPolicy::Requeue,
             max_attempts: 3,
+            lock_lease_ms: 30_000,
         }
     }
 }

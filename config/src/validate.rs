@@ -223,6 +223,12 @@ impl Config {
         v.at_least("supervision.period_ms", self.supervision.period_ms, 1);
         v.range("recovery.max_attempts", self.recovery.max_attempts, 1, 100);
         v.range(
+            "recovery.lock_lease_ms",
+            self.recovery.lock_lease_ms,
+            1000,
+            600_000,
+        );
+        v.range(
             "auth.login_attempts_per_user",
             self.auth.login_attempts_per_user,
             1,

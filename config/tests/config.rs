@@ -251,6 +251,29 @@ fn out_of_range_number() {
     );
 }
 
+/// The backend lock's lease defaults to 30 s and is bounded on both sides (too short: renewals cannot keep
+/// up; too long: a dead server's backend waits for ever).
+#[test]
+fn lock_lease_has_a_default_and_bounds() {
+    let c = parse_str(BASE, "base.yaml").unwrap();
+    assert_eq!(c.recovery.lock_lease_ms, 30_000);
+    for bad in ["999", "600001"] {
+        let text = format!("{BASE}recovery: {{ lock_lease_ms: {bad} }}\n");
+        assert_issue(
+            &text,
+            "recovery.lock_lease_ms",
+            bad,
+            0,
+            &[bad, "1000..=600000"],
+        );
+    }
+    let text = format!("{BASE}recovery: {{ lock_lease_ms: 1000 }}\n");
+    assert_eq!(
+        parse_str(&text, "ok.yaml").unwrap().recovery.lock_lease_ms,
+        1000
+    );
+}
+
 /// Every timing value has an upper bound; the error names the path, the value and the limit.
 #[test]
 fn timing_values_have_upper_bounds_named_in_the_error() {

@@ -23,6 +23,7 @@ use shotline_store::{ExecutionEnd, ExecutionRecord, ShotDataRecord};
 use tokio::sync::oneshot;
 
 use super::compile::{compile, shot_period_ns};
+use super::lease;
 use crate::analysis::{AnalysisMsg, ExperimentOutcome, RunProgress};
 use crate::context::{roles, Ctx, SOFTWARE_VERSION};
 use crate::lock_manager::LockMsg;
@@ -41,6 +42,9 @@ pub const STOP_SHUTDOWN: u8 = 1;
 pub const STOP_FAULT: u8 = 2;
 /// Stop at the next shot boundary because the user cancelled the job: it ends CANCELLED.
 pub const STOP_CANCEL: u8 = 3;
+/// Stop at the next shot boundary because the backend's lease was lost (see `lease.rs`): on a shared store
+/// the job is left RUNNING for the next lease holder to settle; on SQLite it is re-queued (counted).
+pub const STOP_LEASE: u8 = 4;
 
 /// Everything an execution needs from its backend.
 #[derive(Clone)]
@@ -217,6 +221,29 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         outcome: None,
         detail: None,
     };
+    // On a shared store the lease may have been taken over from a server that died: the jobs it left
+    // RUNNING on this backend are settled by the new holder before anything else runs.
+    if env.ctx.shared_store() {
+        if let Err(e) = lease::settle_backend(
+            &env.ctx,
+            &env.section.name,
+            "interrupted: its server's lease expired",
+        )
+        .await
+        {
+            release(&env, &resource, &execution_id).await;
+            return ExecEnd::Deferred {
+                reason: format!("store: {e}"),
+            };
+        }
+    }
+    let _renewal = lease::Renewal::start(
+        &env.ctx,
+        &resource,
+        &execution_id,
+        stop.clone(),
+        env.clock.clone(),
+    );
     // A cancel may have come between the offer and now: the store starts only a job that is still queued.
     let started = env
         .db
@@ -254,6 +281,11 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
             STOP_CANCEL => {
                 let total = parsed.total_shots();
                 cancelled(&env, &job_id, &execution_id, shots_done, total).await
+            }
+            STOP_LEASE if env.ctx.shared_store() => {
+                // Another server may hold the lease now: the job is its to settle.
+                tracing::error!(job = %job_id, execution = %execution_id, "lease lost: the job is left to the lease's next holder");
+                ExecEnd::Skipped
             }
             reason => requeue(&env, &job_id, &execution_id, reason != STOP_SHUTDOWN).await,
         },
@@ -304,6 +336,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
             }
         }
     };
+    drop(_renewal);
     release(&env, &resource, &execution_id).await;
     if let Some(registry) = env.ctx.lookup::<RegistryMsg>(roles::REGISTRY) {
         let _ = registry.cast(RegistryMsg::SetRunning(env.section.name.clone(), None));

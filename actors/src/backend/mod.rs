@@ -20,6 +20,7 @@ pub mod compile;
 pub mod devices;
 pub mod estop;
 pub mod execution;
+pub mod lease;
 pub mod pause;
 pub mod recover;
 pub mod safety;
@@ -105,6 +106,9 @@ pub enum BackendMsg {
     Settled(u64),
     /// Internal: restart `.0` stopped the old children and clock and made the devices safe.
     RestartReady(u64),
+    /// Internal, shared store only (every half lease): while idle, settle the jobs a dead server left
+    /// RUNNING on this backend once its lease expired, and let the scheduler pick up jobs queued elsewhere.
+    LeaseSweep,
 }
 
 /// What a backend is doing.
@@ -687,6 +691,25 @@ async fn stop_and_settle(
     }
 }
 
+/// The idle sweep of a backend on a shared store (see [`BackendMsg::LeaseSweep`]).
+async fn sweep(ctx: &Ctx, backend: &str) {
+    match lease::orphans_possible(ctx, backend).await {
+        Ok(true) => {
+            if let Err(e) =
+                lease::settle_under_lease(ctx, backend, "interrupted: its server's lease expired")
+                    .await
+            {
+                tracing::warn!(%backend, error = %e, "lease sweep: could not settle orphaned jobs");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(%backend, error = %e, "lease sweep: store unavailable"),
+    }
+    if let Some(s) = ctx.lookup::<SchedulerMsg>(roles::SCHEDULER) {
+        let _ = s.cast(SchedulerMsg::Reload);
+    }
+}
+
 /// Shuts the shot clock down on a blocking thread (it joins the clock thread).
 async fn shut_down_clock(clock: Arc<parking_lot::Mutex<ClockControl>>) {
     let _ = tokio::task::spawn_blocking(move || clock.lock().shutdown()).await;
@@ -748,6 +771,10 @@ impl Actor for BackendActor {
                 paused = true;
             }
         }
+        if args.ctx.shared_store() {
+            let every = (args.ctx.lock_lease() / 2).max(Duration::from_millis(500));
+            myself.send_interval(every, || BackendMsg::LeaseSweep);
+        }
         Ok(BackendState {
             restarts: RestartTracker::new(RestartPolicy {
                 max_restarts: sup.max_restarts,
@@ -788,6 +815,13 @@ impl Actor for BackendActor {
                 let _ = reply.send(state.inject(spec));
             }
             BackendMsg::InjectPanic => panic!("injected fault: BackendMsg panics on request"),
+            BackendMsg::LeaseSweep => {
+                if matches!(state.phase, Phase::Idle) && !state.paused {
+                    let ctx = state.args.ctx.clone();
+                    let backend = state.args.section.name.clone();
+                    tokio::spawn(async move { sweep(&ctx, &backend).await });
+                }
+            }
             BackendMsg::Offer(job_id, reply) => {
                 if !matches!(state.phase, Phase::Idle) || state.paused {
                     let _ = reply.send(false);

@@ -1,13 +1,14 @@
 //! Settling jobs whose execution did not settle them itself: at backend start (a crash, a kill, a restart),
 //! after an execution panicked or was killed, after a one_for_all restart. The job's open executions are
 //! closed `INTERRUPTED`; the job is re-queued, or ends `ERROR` after `recovery.max_attempts` starts (counted
-//! stops only), or at once with `recovery.on_interrupted: fail` (counted stops only). The backend's lock,
-//! whose owner is dead, is released.
+//! stops only), or at once with `recovery.on_interrupted: fail` (counted stops only). The backend's lease,
+//! whose holder is dead, is released; start-up recovery settles while holding the lease (see `lease.rs`).
 
 use shotline_config::{InterruptedPolicy, RecoverySection};
 use shotline_store::SettlePolicy;
 
 use super::execution;
+use super::lease;
 use super::BackendArgs;
 use crate::context::{roles, Ctx};
 use crate::persistence::Db;
@@ -28,6 +29,11 @@ pub fn settle_policy(cause: &str, recovery: &RecoverySection, counted: bool) -> 
 
 /// Settles one job (see [`settle_policy`]) and hands a re-queued job back to the scheduler.
 pub async fn settle_job(ctx: &Ctx, backend: &str, job_id: &str, cause: &str, counted: bool) {
+    // Shared store: a lease lost meanwhile may have been taken over, and the job with it.
+    if ctx.shared_store() && lease::held_elsewhere(ctx, backend).await {
+        tracing::warn!(%backend, job = %job_id, "another server holds the backend's lease; the job is left to it");
+        return;
+    }
     let policy = settle_policy(cause, &ctx.config().recovery, counted);
     let jid = job_id.to_string();
     let r = Db::new(ctx)
@@ -43,16 +49,23 @@ pub async fn settle_job(ctx: &Ctx, backend: &str, job_id: &str, cause: &str, cou
     }
 }
 
-/// Releases the backend's lock whoever holds it (only when no execution of the backend is alive).
+/// Releases the backend's lease if its holder is dead: a lease of this server (this instance, whose execution
+/// is gone, or a previous process on the same data dir), or on SQLite a lease of any instance (one process
+/// per data dir). On a shared store another server's lease is left to expire.
 pub async fn force_release(ctx: &Ctx, backend: &str) {
     let Some(lm) = ctx.lookup::<crate::lock_manager::LockMsg>(roles::LOCK_MANAGER) else {
         tracing::error!(%backend, "the lock manager is restarting; the backend lock is released by its recovery");
         return;
     };
     let resource = execution::lock_resource(backend);
+    let any_instance = !ctx.shared_store();
     let r = lm
         .call(
-            |reply| crate::lock_manager::LockMsg::ForceRelease { resource, reply },
+            |reply| crate::lock_manager::LockMsg::ForceRelease {
+                resource,
+                any_instance,
+                reply,
+            },
             Some(ctx.call_timeout()),
         )
         .await;
@@ -61,28 +74,27 @@ pub async fn force_release(ctx: &Ctx, backend: &str) {
     }
 }
 
-/// Before a backend (re)starts: no job of it can be running, so every job of this backend still RUNNING
-/// (from a previous process, or from this backend before it failed) is settled as "interrupted by restart"
-/// (counted), and the backend's lock, whose owner is dead, is released (and logged).
+/// Before a backend (re)starts: no execution of it is alive in this instance, so its lease, if this
+/// instance's (or, on SQLite, anyone's), is released; then, holding the lease, every job of the backend still
+/// RUNNING is settled as "interrupted by restart" (counted). On a shared store a live lease of another
+/// server is honoured: its jobs are its own, and if that server died they are settled by whoever takes the
+/// lease after it expired (an execution, or the idle sweep).
 pub async fn recover(args: &BackendArgs) {
-    let db = Db::new(&args.ctx);
+    let ctx = &args.ctx;
     let backend = args.section.name.clone();
-    let b = backend.clone();
-    let policy = settle_policy("interrupted by restart", &args.ctx.config().recovery, true);
-    let settled = db
-        .run(move |e| async move { e.settle_running_of_backend(&b, &policy, &utc_now()).await })
-        .await;
-    match settled {
-        Ok(jobs) => {
-            for settled in jobs {
-                let job = settled.job_id;
-                tracing::warn!(%backend, %job, requeued = settled.requeued.is_some(), "job found RUNNING at backend start");
-                if let Some(j) = settled.requeued {
-                    execution::notify_requeued(&args.ctx, &j);
-                }
+    force_release(ctx, &backend).await;
+    const CAUSE: &str = "interrupted by restart";
+    match lease::settle_under_lease(ctx, &backend, CAUSE).await {
+        Ok(_) => {}
+        Err(e) if !ctx.shared_store() => {
+            // SQLite: no other process, and no execution of this backend alive: settling is safe.
+            tracing::warn!(%backend, error = %e, "recovery without the lease");
+            if let Err(e) = lease::settle_backend(ctx, &backend, CAUSE).await {
+                tracing::error!(%backend, error = %e, "could not recover running jobs");
             }
         }
-        Err(e) => tracing::error!(%backend, error = %e, "could not recover running jobs"),
+        Err(e) => {
+            tracing::error!(%backend, error = %e, "could not recover running jobs; the idle sweep retries")
+        }
     }
-    force_release(&args.ctx, &backend).await;
 }
