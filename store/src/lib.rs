@@ -8,6 +8,7 @@
 pub mod api;
 mod error;
 pub mod marks;
+pub mod migrations;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
