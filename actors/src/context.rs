@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use ractor::{ActorRef, Message};
 use shotline_config::Config;
+
+use crate::drivers::DriverRegistry;
 use shotline_protocol::wire::JobEvent;
 use shotline_protocol::StatusRecord;
 
@@ -24,6 +26,7 @@ struct CtxInner {
     instance: String,
     config: Config,
     config_hash: String,
+    drivers: DriverRegistry,
     call_timeout: Duration,
     events: tokio::sync::broadcast::Sender<JobEvent>,
     shot_watchers: parking_lot::Mutex<HashMap<String, Vec<ShotSlot>>>,
@@ -76,6 +79,11 @@ impl Ctx {
     /// A context for a new runtime instance (actor names get a unique prefix, so several runtimes can live
     /// in one process, e.g. in tests).
     pub fn new(config: Config, config_hash: String) -> Self {
+        Self::with_drivers(config, config_hash, DriverRegistry::builtin())
+    }
+
+    /// [`Ctx::new`] whose backends build their devices with `drivers`.
+    pub fn with_drivers(config: Config, config_hash: String, drivers: DriverRegistry) -> Self {
         let id = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let call_timeout = Duration::from_millis(config.supervision.call_timeout_ms.max(1));
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
@@ -90,6 +98,7 @@ impl Ctx {
                 ),
                 config,
                 config_hash,
+                drivers,
                 call_timeout,
                 events,
                 shot_watchers: parking_lot::Mutex::new(HashMap::new()),
@@ -132,6 +141,11 @@ impl Ctx {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The device drivers backends build their devices with.
+    pub fn drivers(&self) -> &DriverRegistry {
+        &self.inner.drivers
     }
 
     /// `sha256:<hex>` of the configuration file.

@@ -18,6 +18,7 @@ pub mod analysis;
 pub mod auth;
 pub mod backend;
 pub mod context;
+pub mod drivers;
 pub mod error;
 pub mod faults;
 pub mod gateway;

@@ -1,5 +1,7 @@
 //! The typed schema of one backend: limits, shot timing, instruction sequencing and devices.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// The instruction set, timeline compiler and simulated physics of a backend.
@@ -10,29 +12,41 @@ pub enum BackendModel {
     SingleQudit,
 }
 
-/// The driver of a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceDriver {
+/// The driver of a device: the name of an entry of the driver registry (`sim_ttl`, `sim_dds`, `sim_camera`,
+/// `bridge`, or a driver an embedder registered). Any name parses; validation checks it against the
+/// registered drivers ([`crate::DriverCatalog`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceDriver(Cow<'static, str>);
+
+// The built-in drivers keep the spelling of the enum variants they used to be.
+#[allow(non_upper_case_globals)]
+impl DeviceDriver {
     /// Simulated TTL output bank.
-    SimTtl,
+    pub const SimTtl: Self = Self(Cow::Borrowed("sim_ttl"));
     /// Simulated direct digital synthesizer.
-    SimDds,
+    pub const SimDds: Self = Self(Cow::Borrowed("sim_dds"));
     /// Simulated camera.
-    SimCamera,
+    pub const SimCamera: Self = Self(Cow::Borrowed("sim_camera"));
     /// A timing card behind the firmware bridge (TCP or serial; see the device's `bridge` section).
-    Bridge,
+    pub const Bridge: Self = Self(Cow::Borrowed("bridge"));
 }
 
 impl DeviceDriver {
-    /// The configuration spelling of the driver (`sim_ttl`, `sim_dds`, `sim_camera`, `bridge`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SimTtl => "sim_ttl",
-            Self::SimDds => "sim_dds",
-            Self::SimCamera => "sim_camera",
-            Self::Bridge => "bridge",
-        }
+    /// The driver registered as `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(Cow::Owned(name.into()))
+    }
+
+    /// The configuration spelling of the driver (`sim_ttl`, `sim_dds`, `sim_camera`, `bridge`, ...).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DeviceDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -7,6 +7,7 @@
 //! ```
 
 mod backend;
+mod drivers;
 mod error;
 mod load;
 mod locate;
@@ -21,9 +22,12 @@ pub use backend::{
     OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
     UnderflowPolicy,
 };
+pub use drivers::{
+    valid_driver_name, DriverCatalog, DriverNameError, DriverSpec, OutputKind, BUILTIN_DRIVERS,
+};
 pub use error::{ConfigError, ConfigIssue};
-pub use load::{load, LoadedConfig};
-pub use parse::parse_str;
+pub use load::{load, load_with, LoadedConfig};
+pub use parse::{parse_str, parse_str_with};
 pub use schema::{
     AuthSection, Config, FaultsSection, InterruptedPolicy, LimitsSection, LogFormat, LogLevel,
     LoggingSection, PersistenceSection, RecoverySection, ServiceSection, SupervisionSection,

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::drivers::DriverCatalog;
 use crate::error::ConfigError;
-use crate::parse::parse_str;
+use crate::parse::parse_str_with;
 use crate::schema::Config;
 
 /// A configuration loaded from a file, with what provenance records need.
@@ -22,8 +23,14 @@ pub struct LoadedConfig {
 }
 
 /// Reads, parses and validates the configuration file at `path`, then resolves the relative
-/// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory.
+/// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory. Devices may name the built-in
+/// drivers only.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with(path, &DriverCatalog::builtin())
+}
+
+/// [`load`] accepting the drivers of `drivers` (the built-in ones and those an embedder registered).
+pub fn load_with(path: &Path, drivers: &DriverCatalog) -> Result<LoadedConfig, ConfigError> {
     let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
     let origin = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -40,7 +47,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         }
     })?;
     let hash = hash_bytes(text.as_bytes());
-    let mut config = parse_str(&text, &origin)?;
+    let mut config = parse_str_with(&text, &origin, drivers)?;
     let base = path.parent().unwrap_or_else(|| Path::new(""));
     config.resolve_relative_to(base);
     Ok(LoadedConfig {

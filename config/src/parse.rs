@@ -2,12 +2,23 @@
 
 use serde_saphyr::{DefaultMessageFormatter, Error as YamlError, MessageFormatter};
 
+use crate::drivers::DriverCatalog;
 use crate::error::{ConfigError, ConfigIssue};
 use crate::locate::{LocationIndex, Pos, Prefer};
 use crate::schema::Config;
 
-/// Parses and validates a configuration. `origin` names the text in messages (a file name).
+/// Parses and validates a configuration. `origin` names the text in messages (a file name). Devices may name
+/// the built-in drivers only.
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_str_with(text, origin, &DriverCatalog::builtin())
+}
+
+/// [`parse_str`] accepting the drivers of `drivers` (the built-in ones and those an embedder registered).
+pub fn parse_str_with(
+    text: &str,
+    origin: &str,
+    drivers: &DriverCatalog,
+) -> Result<Config, ConfigError> {
     // The schema-free pass tells well-formed YAML from syntax errors and indexes positions.
     let index = match LocationIndex::build(text) {
         Ok(index) => index,
@@ -30,7 +41,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
             })
         }
     };
-    if let Err(mut issues) = config.validate() {
+    if let Err(mut issues) = config.validate_with(drivers) {
         for issue in &mut issues {
             if issue.line.is_none() {
                 let (line, column) = split(index.position_of(&issue.path));

@@ -6,6 +6,7 @@ use std::fmt::Display;
 use crate::backend::{
     BackendSection, BridgeRole, BridgeSection, BridgeTransport, DeviceDriver, DeviceSection,
 };
+use crate::drivers::{DriverCatalog, OutputKind};
 use crate::error::ConfigIssue;
 use crate::schema::{Config, TlsMode};
 
@@ -68,8 +69,14 @@ impl Issues {
 
 impl Config {
     /// Checks everything the schema alone cannot express; returns every problem found
-    /// (paths only: [`crate::parse_str`] adds line and column).
+    /// (paths only: [`crate::parse_str`] adds line and column). Devices may name the built-in drivers only.
     pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        self.validate_with(&DriverCatalog::builtin())
+    }
+
+    /// [`Config::validate`] with the drivers of `drivers` (the built-in ones and those an embedder
+    /// registered).
+    pub fn validate_with(&self, drivers: &DriverCatalog) -> Result<(), Vec<ConfigIssue>> {
         let mut v = Issues::default();
         self.validate_service(&mut v);
         if self.backends.is_empty() {
@@ -84,7 +91,7 @@ impl Config {
                     format!("duplicate backend name \"{}\"", backend.name),
                 );
             }
-            validate_backend(&mut v, &path, backend);
+            validate_backend(&mut v, &path, backend, drivers);
         }
         if v.0.is_empty() {
             Ok(())
@@ -275,7 +282,7 @@ fn valid_backend_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
+fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection, drivers: &DriverCatalog) {
     if !valid_backend_name(&b.name) {
         v.push(
             format!("{path}.name"),
@@ -354,17 +361,28 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
             1,
             1_000_000,
         );
-        match (&d.driver, &d.bridge) {
-            (DeviceDriver::Bridge, None) => v.push(
+        if !drivers.contains(&d.driver) {
+            v.push(
+                format!("{dpath}.driver"),
+                format!(
+                    "unknown driver \"{}\", registered drivers: {}",
+                    d.driver,
+                    drivers.names()
+                ),
+            );
+        }
+        let bridge = d.driver == DeviceDriver::Bridge;
+        match (bridge, &d.bridge) {
+            (true, None) => v.push(
                 format!("{dpath}.bridge"),
                 "required for driver bridge (transport, address or path, role, ...)",
             ),
-            (DeviceDriver::Bridge, Some(br)) => validate_bridge(v, &format!("{dpath}.bridge"), br),
-            (other, Some(_)) => v.push(
+            (true, Some(br)) => validate_bridge(v, &format!("{dpath}.bridge"), br),
+            (false, Some(_)) if drivers.contains(&d.driver) => v.push(
                 format!("{dpath}.bridge"),
-                format!("only allowed with driver bridge, not {}", other.as_str()),
+                format!("only allowed with driver bridge, not {}", d.driver),
             ),
-            (_, None) => {}
+            (_, _) => {}
         }
     }
 
@@ -390,8 +408,8 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
     v.positive_finite(&format!("{sp}.rlz.rate_hz"), s.rlz.rate_hz);
     v.positive_finite(&format!("{sp}.rlz2.rate_hz"), s.rlz2.rate_hz);
 
-    use DeviceKind::{Camera, Dds, Ttl};
-    let steps: [(&str, &str, &[DeviceKind]); 5] = [
+    use OutputKind::{Camera, Dds, Ttl};
+    let steps: [(&str, &str, &[OutputKind]); 5] = [
         ("load", &s.load.device, &[Ttl, Dds]),
         ("rlx", &s.rlx.device, &[Dds]),
         ("rlz", &s.rlz.device, &[Dds]),
@@ -400,7 +418,7 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
     ];
     for (step, name, kinds) in steps {
         let field = format!("{sp}.{step}.device");
-        let allowed: Vec<&str> = kinds.iter().flat_map(|k| k.spellings()).copied().collect();
+        let allowed: Vec<String> = kinds.iter().flat_map(|k| spellings(drivers, *k)).collect();
         match b.devices.iter().find(|d| d.name == name) {
             None => {
                 let known: Vec<&str> = b.devices.iter().map(|d| d.name.as_str()).collect();
@@ -414,55 +432,58 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
                     format!("unknown device \"{name}\", devices of this backend: {known}"),
                 );
             }
-            Some(d) if !kinds.contains(&DeviceKind::of(d)) => v.push(
-                field,
-                format!(
-                    "device \"{name}\" is {}, but {step} needs one of: {}",
-                    DeviceKind::describe(d),
-                    allowed.join(", ")
-                ),
-            ),
-            Some(_) => {}
-        }
-    }
-}
-
-/// What a device can do in the sequence, whatever its driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DeviceKind {
-    Ttl,
-    Dds,
-    Camera,
-}
-
-impl DeviceKind {
-    fn of(d: &DeviceSection) -> Self {
-        match (d.driver, d.bridge.as_ref().map(|b| b.role)) {
-            (DeviceDriver::SimTtl, _) | (DeviceDriver::Bridge, Some(BridgeRole::Ttl)) => Self::Ttl,
-            (DeviceDriver::SimCamera, _) => Self::Camera,
-            _ => Self::Dds,
-        }
-    }
-
-    fn spellings(&self) -> &'static [&'static str] {
-        match self {
-            Self::Ttl => &["sim_ttl", "bridge with role ttl"],
-            Self::Dds => &["sim_dds", "bridge with role dds"],
-            Self::Camera => &["sim_camera"],
-        }
-    }
-
-    fn describe(d: &DeviceSection) -> String {
-        match (d.driver, d.bridge.as_ref()) {
-            (DeviceDriver::Bridge, Some(b)) => format!(
-                "a bridge with role {}",
-                match b.role {
-                    BridgeRole::Ttl => "ttl",
-                    BridgeRole::Dds => "dds",
+            Some(d) => {
+                // A device with an unknown driver is reported at its `driver` already.
+                let Some(outputs) = outputs_of(drivers, d) else {
+                    continue;
+                };
+                if !kinds.iter().any(|k| outputs.contains(k)) {
+                    v.push(
+                        field,
+                        format!(
+                            "device \"{name}\" is {}, but {step} needs one of: {}",
+                            describe(d),
+                            allowed.join(", ")
+                        ),
+                    );
                 }
-            ),
-            (driver, _) => format!("driver {}", driver.as_str()),
+            }
         }
+    }
+}
+
+/// What the device `d` can do in the sequence, whatever its driver (`None`: the driver is unknown).
+fn outputs_of(drivers: &DriverCatalog, d: &DeviceSection) -> Option<Vec<OutputKind>> {
+    if d.driver == DeviceDriver::Bridge {
+        return Some(vec![match d.bridge.as_ref().map(|b| b.role) {
+            Some(BridgeRole::Ttl) => OutputKind::Ttl,
+            _ => OutputKind::Dds,
+        }]);
+    }
+    drivers.get(d.driver.as_str()).map(|s| s.outputs.clone())
+}
+
+/// The ways of configuring a device that can do `kind`.
+fn spellings(drivers: &DriverCatalog, kind: OutputKind) -> Vec<String> {
+    let mut names: Vec<String> = drivers.offering(kind).map(str::to_owned).collect();
+    match kind {
+        OutputKind::Ttl => names.push("bridge with role ttl".to_owned()),
+        OutputKind::Dds => names.push("bridge with role dds".to_owned()),
+        OutputKind::Camera => {}
+    }
+    names
+}
+
+fn describe(d: &DeviceSection) -> String {
+    match (d.driver == DeviceDriver::Bridge, d.bridge.as_ref()) {
+        (true, Some(b)) => format!(
+            "a bridge with role {}",
+            match b.role {
+                BridgeRole::Ttl => "ttl",
+                BridgeRole::Dds => "dds",
+            }
+        ),
+        (_, _) => format!("driver {}", d.driver),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod builder;
 pub mod datadir;
 pub mod drill;
 pub mod logging;
@@ -13,7 +14,10 @@ pub mod postgres_marks;
 pub mod runtime;
 pub mod soak;
 
+pub use builder::RuntimeBuilder;
 pub use runtime::{Runtime, RuntimeError, StartOptions, LOCAL_USER};
+pub use shotline_actors::drivers::{BuiltDevice, DriverContext, DriverFactory, DriverRegistry};
 pub use shotline_actors::service::{SubmitOptions, Submitted};
 pub use shotline_config as config;
+pub use shotline_hal as hal;
 pub use shotline_protocol as protocol;

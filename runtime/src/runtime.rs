@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
+use shotline_actors::drivers::DriverRegistry;
 use shotline_actors::gateway::binding::{
     unauthenticated_receive_window, Grant, AUTHENTICATED_RECEIVE_WINDOW, STREAM_RECEIVE_WINDOW,
 };
@@ -101,10 +102,26 @@ impl Runtime {
     }
 
     /// Starts a runtime from a configuration value (`hash` is recorded in every execution's provenance).
+    /// Devices may name the built-in drivers; [`Runtime::builder`] adds others.
     pub async fn start_with(
+        config: Config,
+        hash: String,
+        options: StartOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        Self::launch(config, hash, options, DriverRegistry::builtin()).await
+    }
+
+    /// A runtime with drivers (and later other plug-ins) registered from another crate.
+    pub fn builder() -> crate::builder::RuntimeBuilder {
+        crate::builder::RuntimeBuilder::default()
+    }
+
+    /// Starts a runtime whose backends build their devices with `drivers`.
+    pub(crate) async fn launch(
         mut config: Config,
         hash: String,
         options: StartOptions,
+        drivers: DriverRegistry,
     ) -> Result<Runtime, RuntimeError> {
         if let Some(d) = &options.data_dir {
             config.service.data_dir = d.clone();
@@ -112,7 +129,7 @@ impl Runtime {
         if let Some(l) = options.listen {
             config.service.listen = l;
         }
-        config.validate().map_err(|issues| {
+        config.validate_with(&drivers.catalog()).map_err(|issues| {
             RuntimeError::Config(
                 issues
                     .iter()
@@ -195,7 +212,7 @@ impl Runtime {
         } else {
             None
         };
-        let ctx = Ctx::new(config.clone(), hash);
+        let ctx = Ctx::with_drivers(config.clone(), hash, drivers);
         let service = Service::new(&ctx);
         let listen_slot = Arc::new(parking_lot::Mutex::new(config.service.listen));
         let gateway = gateway_parts.map(|(server_config, _)| GatewayArgs {

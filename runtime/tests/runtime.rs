@@ -9,6 +9,8 @@ mod common;
 mod corpus;
 #[path = "runtime/crash.rs"]
 mod crash;
+#[path = "runtime/drivers.rs"]
+mod drivers;
 #[path = "runtime/e2e.rs"]
 mod e2e;
 #[path = "runtime/embedding.rs"]

@@ -726,7 +726,7 @@ impl Actor for BackendActor {
         args: BackendArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         recover::recover(&args).await;
-        let built = devices::build(&args.section).map_err(|e| {
+        let built = devices::build(&args.section, args.ctx.drivers()).map_err(|e| {
             format!(
                 "backend {}: cannot create its devices: {e}",
                 args.section.name

@@ -108,7 +108,8 @@ fn digits(v: u64) -> u64 {
 
 /// What one shot's memory string can hold on `section` (see `analysis::memory_of`: the read-out values of
 /// the shot, space-separated): every simulated camera reports the outcome (an atom number, at most
-/// `max_atoms`); a timing card measuring reports one acquisition sum (any `i64`). Returns the longest
+/// `max_atoms`); a timing card measuring reports one acquisition sum (any `i64`), and so may every device of
+/// a driver an embedder registered. Returns the longest
 /// memory string in bytes and how many distinct strings there can be per experiment at most (`None`:
 /// unbounded but for the shots).
 pub fn memory_bound(section: &BackendSection) -> (u64, Option<u64>) {
@@ -121,11 +122,16 @@ pub fn memory_bound(section: &BackendSection) -> (u64, Option<u64>) {
         .devices
         .iter()
         .any(|d| d.driver == DeviceDriver::Bridge && d.name == section.sequence.measure.device);
-    let values = (cameras + u64::from(card_measures)).clamp(1, 8);
-    let width = cameras * digits(u64::from(section.max_atoms))
-        + if card_measures { 20 } else { 0 }
-        + (values - 1);
-    let distinct = (!card_measures).then(|| u64::from(section.max_atoms) + 1);
+    // A driver registered by an embedder may read out anything: each of its devices counts as one `i64`.
+    let others = section
+        .devices
+        .iter()
+        .filter(|d| !shotline_config::BUILTIN_DRIVERS.contains(&d.driver.as_str()))
+        .count() as u64;
+    let unbounded = u64::from(card_measures) + others;
+    let values = (cameras + unbounded).clamp(1, 8);
+    let width = cameras * digits(u64::from(section.max_atoms)) + unbounded * 20 + (values - 1);
+    let distinct = (unbounded == 0).then(|| u64::from(section.max_atoms) + 1);
     (width.max(1), distinct)
 }
 

@@ -22,7 +22,7 @@ use shotline_benches::inproc::{
     POLL,
 };
 use shotline_benches::{args_or_exit, Report, ResultRow, Target};
-use shotline_config::{Config, DeviceDriver};
+use shotline_config::Config;
 use shotline_hal::device::{handle, DeviceHandle};
 use shotline_hal::shot_clock::{self, ClockReport, RunOutcome};
 use shotline_hal::sim::{Coupling, SimDevice, SimDriver, SimWorld};
@@ -66,13 +66,13 @@ fn bare_rig(config: &Config) -> Result<(SimWorld, Vec<DeviceHandle>, Vec<DeviceT
     let mut devices = Vec::new();
     let mut timelines = Vec::new();
     for (i, d) in b.devices.iter().enumerate() {
-        let driver = match d.driver {
-            DeviceDriver::SimTtl => SimDriver::Ttl,
-            DeviceDriver::SimDds => SimDriver::Dds,
-            DeviceDriver::SimCamera => SimDriver::Camera,
-            DeviceDriver::Bridge => {
+        let driver = match d.driver.as_str() {
+            "sim_ttl" => SimDriver::Ttl,
+            "sim_dds" => SimDriver::Dds,
+            "sim_camera" => SimDriver::Camera,
+            other => {
                 return Err(anyhow!(
-                    "device {}: the pipeline benchmark runs on simulated devices only",
+                    "device {}: the pipeline benchmark runs on simulated devices only, not driver {other}",
                     d.name
                 ))
             }
