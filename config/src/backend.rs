@@ -1,6 +1,7 @@
 //! The typed schema of one backend: limits, shot timing, instruction sequencing and devices.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -156,6 +157,7 @@ pub fn default_devices() -> Vec<DeviceSection> {
         driver,
         clock_period_ns,
         bridge: None,
+        settings: BTreeMap::new(),
     };
     vec![
         dev("mot", DeviceDriver::SimTtl, 10),
@@ -334,6 +336,24 @@ pub struct DeviceSection {
     /// Driver `bridge` only: where the timing card is and how to talk to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeSection>,
+    /// Drivers registered by an embedder only: their own settings (address, timeouts, ...), read by the
+    /// driver's factory. The built-in drivers take none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, DriverSetting>,
+}
+
+/// One value of `devices[].settings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DriverSetting {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// Text.
+    Text(String),
 }
 
 /// How a bridge device reaches its card.

@@ -18,9 +18,9 @@ mod validate;
 
 pub use backend::{
     default_devices, BackendModel, BackendSection, BridgeRole, BridgeSection, BridgeTransport,
-    DeviceDriver, DeviceFaultAction, DeviceFaultSection, DeviceSection, LoadStep, MeasureStep,
-    OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
-    UnderflowPolicy,
+    DeviceDriver, DeviceFaultAction, DeviceFaultSection, DeviceSection, DriverSetting, LoadStep,
+    MeasureStep, OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection,
+    TimingSection, UnderflowPolicy,
 };
 pub use drivers::{
     valid_driver_name, DriverCatalog, DriverNameError, DriverSpec, OutputKind, BUILTIN_DRIVERS,

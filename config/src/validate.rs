@@ -384,6 +384,15 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection, drivers: &Dr
             ),
             (_, _) => {}
         }
+        if !d.settings.is_empty() && crate::drivers::BUILTIN_DRIVERS.contains(&d.driver.as_str()) {
+            v.push(
+                format!("{dpath}.settings"),
+                format!(
+                    "driver {} takes no settings (only drivers registered by an embedder do)",
+                    d.driver
+                ),
+            );
+        }
     }
 
     let s = &b.sequence;

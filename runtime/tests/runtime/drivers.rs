@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
-use shotline::config::{parse_str_with, ConfigError, OutputKind, SIM_YAML};
+use shotline::config::{parse_str_with, ConfigError, DriverSetting, OutputKind, SIM_YAML};
 use shotline::hal::sim::{SimDevice, SimDriver};
 use shotline::hal::{
     Device, DeviceError, DeviceInfo, DeviceState, DeviceTimeline, Event, Readout, ShotContext,
@@ -23,6 +23,8 @@ struct Counters {
     safe_states: AtomicU64,
     /// `DeviceState` after the last call, as its index in [`STATES`].
     state: AtomicU64,
+    /// The device's `settings` as the factory saw them.
+    settings: parking_lot::Mutex<Vec<(String, DriverSetting)>>,
 }
 
 const STATES: [DeviceState; 6] = [
@@ -110,6 +112,11 @@ impl DriverFactory for CountingFactory {
     }
     fn build(&self, ctx: &DriverContext<'_>) -> Result<BuiltDevice, DeviceError> {
         let d = ctx.device;
+        *self.0.settings.lock() = d
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let inner = SimDevice::new(
             &d.name,
             SimDriver::Dds,
@@ -139,7 +146,11 @@ async fn a_driver_registered_by_the_embedder_plays_the_shots_and_ends_safe() {
         .driver(Arc::new(CountingFactory(counters.clone())))
         .expect("a new name registers");
     assert!(SIM_YAML.contains(RF_SIM));
-    let text = SIM_YAML.replacen(RF_SIM, "{ name: rf, driver: counting_dds,", 1);
+    let text = SIM_YAML.replacen(
+        RF_SIM,
+        "{ name: rf, driver: counting_dds, settings: { label: lab-rf, retries: 3, gain: 0.5, verbose: true },",
+        1,
+    );
     let config = parse_str_with(&text, "sim.yaml", &builder.catalog()).expect("config is valid");
     let rt = builder
         .start_with(TestEngine::sqlite().config(config), "sha256:test".into())
@@ -159,6 +170,16 @@ async fn a_driver_registered_by_the_embedder_plays_the_shots_and_ends_safe() {
         ),
     )
     .await;
+    // The factory got the device's own settings, typed.
+    assert_eq!(
+        *counters.settings.lock(),
+        vec![
+            ("gain".to_owned(), DriverSetting::Float(0.5)),
+            ("label".to_owned(), DriverSetting::Text("lab-rf".into())),
+            ("retries".to_owned(), DriverSetting::Int(3)),
+            ("verbose".to_owned(), DriverSetting::Bool(true)),
+        ]
+    );
     // The rotation went through the registered driver: every atom flipped on every shot.
     assert_eq!(memory(&result, 0), vec![37; shots as usize]);
     let per_shot = counters.programmed_events.load(Ordering::Relaxed);
@@ -234,6 +255,17 @@ fn validation_names_the_registered_drivers() {
         issues[0].message.contains("driver photodiode"),
         "{issues:?}"
     );
+    // Settings belong to registered drivers; a built-in one refuses them, naming the field.
+    let text = SIM_YAML.replacen(
+        RF_SIM,
+        "{ name: rf, driver: sim_dds, settings: { gain: 1 },",
+        1,
+    );
+    let err = shotline::config::parse_str(&text, "sim.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("backends[0].devices[1].settings"), "{err}");
+    assert!(err.contains("driver sim_dds takes no settings"), "{err}");
     // Names are unique: a built-in name cannot be taken over.
     struct Impostor;
     impl DriverFactory for Impostor {
@@ -246,4 +278,52 @@ fn validation_names_the_registered_drivers() {
     }
     let err = Runtime::builder().driver(Arc::new(Impostor)).unwrap_err();
     assert!(err.to_string().contains("\"sim_dds\""), "{err}");
+}
+
+/// A factory that refuses its device's settings.
+struct Picky;
+
+impl DriverFactory for Picky {
+    fn name(&self) -> &str {
+        "picky"
+    }
+    fn build(&self, ctx: &DriverContext<'_>) -> Result<BuiltDevice, DeviceError> {
+        Err(DeviceError::Fault {
+            device: ctx.device.name.clone(),
+            reason: "settings.address: missing (expected host:port)".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_factory_refusing_its_settings_stops_the_start_naming_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = Runtime::builder()
+        .options(StartOptions {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .driver(Arc::new(Picky))
+        .unwrap();
+    // A device no sequence step uses.
+    let text = SIM_YAML.replacen(
+        RF_SIM,
+        "{ name: scope, driver: picky, clock_period_ns: 1 }\n      - { name: rf, driver: sim_dds,",
+        1,
+    );
+    let config = parse_str_with(&text, "sim.yaml", &builder.catalog()).expect("config is valid");
+    let started = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        builder.start_with(TestEngine::sqlite().config(config), "sha256:test".into()),
+    )
+    .await
+    .expect("the start does not hang");
+    let Err(err) = started else {
+        panic!("a backend whose device cannot be built must not start");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("scope") && err.contains("settings.address"),
+        "{err}"
+    );
 }
