@@ -343,7 +343,7 @@ pub struct DeviceSection {
 }
 
 /// One value of `devices[].settings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum DriverSetting {
     /// `true` or `false`.
@@ -354,6 +354,40 @@ pub enum DriverSetting {
     Float(f64),
     /// Text.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for DriverSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = DriverSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean, an integer, a number or a string")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(DriverSetting::Bool(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(DriverSetting::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v).map(DriverSetting::Int).map_err(|_| {
+                    E::custom(format!(
+                        "integer {v} is out of range, allowed: {}..={}",
+                        i64::MIN,
+                        i64::MAX
+                    ))
+                })
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(DriverSetting::Float(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DriverSetting::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
 }
 
 /// How a bridge device reaches its card.
