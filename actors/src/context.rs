@@ -7,7 +7,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use ractor::{ActorRef, Message};
-use shotline_config::Config;
+use shotline_config::{BackendSection, Config};
+use shotline_models::{BackendModel, ModelRegistry};
 use shotline_protocol::wire::JobEvent;
 use shotline_protocol::StatusRecord;
 
@@ -23,6 +24,7 @@ struct CtxInner {
     prefix: String,
     instance: String,
     config: Config,
+    models: ModelRegistry,
     config_hash: String,
     call_timeout: Duration,
     events: tokio::sync::broadcast::Sender<JobEvent>,
@@ -76,6 +78,12 @@ impl Ctx {
     /// A context for a new runtime instance (actor names get a unique prefix, so several runtimes can live
     /// in one process, e.g. in tests).
     pub fn new(config: Config, config_hash: String) -> Self {
+        Self::with_models(config, config_hash, ModelRegistry::builtin())
+    }
+
+    /// A context whose backends find their models in `models` (the built-in ones and any an embedding
+    /// program registered).
+    pub fn with_models(config: Config, config_hash: String, models: ModelRegistry) -> Self {
         let id = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let call_timeout = Duration::from_millis(config.supervision.call_timeout_ms.max(1));
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
@@ -89,6 +97,7 @@ impl Ctx {
                     rand::random::<u64>()
                 ),
                 config,
+                models,
                 config_hash,
                 call_timeout,
                 events,
@@ -132,6 +141,26 @@ impl Ctx {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The models this runtime knows.
+    pub fn models(&self) -> &ModelRegistry {
+        &self.inner.models
+    }
+
+    /// The model of a backend section (the runtime checked at start that it is registered).
+    pub fn model_of(&self, section: &BackendSection) -> Result<Arc<dyn BackendModel>, String> {
+        self.inner
+            .models
+            .get(section.model.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "backend {}: unknown model \"{}\"; registered models: {}",
+                    section.name,
+                    section.model,
+                    self.inner.models.names().join(", ")
+                )
+            })
     }
 
     /// `sha256:<hex>` of the configuration file.

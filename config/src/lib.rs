@@ -18,8 +18,8 @@ mod validate;
 pub use backend::{
     default_devices, BackendModel, BackendSection, BridgeRole, BridgeSection, BridgeTransport,
     DeviceDriver, DeviceFaultAction, DeviceFaultSection, DeviceSection, LoadStep, MeasureStep,
-    OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection, TimingSection,
-    UnderflowPolicy,
+    ModelName, OverflowPolicy, RateStep, RealtimeSection, RotationStep, SequenceSection,
+    TimingSection, UnderflowPolicy,
 };
 pub use error::{ConfigError, ConfigIssue};
 pub use load::{load, LoadedConfig};

@@ -285,6 +285,15 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
             ),
         );
     }
+    if !valid_backend_name(b.model.as_str()) {
+        v.push(
+            format!("{path}.model"),
+            format!(
+                "invalid model name \"{}\": use 1 to 32 characters from a-z, 0-9, _ and -",
+                b.model
+            ),
+        );
+    }
     v.range(&format!("{path}.max_shots"), b.max_shots, 1, 1_000_000);
     v.range(
         &format!("{path}.max_experiments"),

@@ -13,7 +13,8 @@ pub mod postgres_marks;
 pub mod runtime;
 pub mod soak;
 
-pub use runtime::{Runtime, RuntimeError, StartOptions, LOCAL_USER};
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeError, StartOptions, LOCAL_USER};
 pub use shotline_actors::service::{SubmitOptions, Submitted};
 pub use shotline_config as config;
+pub use shotline_models as models;
 pub use shotline_protocol as protocol;

@@ -17,6 +17,7 @@ use shotline_actors::root::{FailureSlot, RootActor, RootArgs, RootMsg};
 use shotline_actors::service::{SubmitOptions, Submitted};
 use shotline_actors::{Ctx, Service, ServiceError};
 use shotline_config::{Config, LoadedConfig, TlsMode};
+use shotline_models::{BackendModel, ModelRegistry};
 use shotline_protocol::{JobResult, StatusRecord, Value};
 use shotline_store::UserRecord;
 use shotline_tls::ServerOptions;
@@ -35,6 +36,40 @@ pub struct StartOptions {
     /// Serve the local admin socket in the data dir. (The data dir is claimed in any case: a runtime holds
     /// `server.lock` for its life, so no other server shares it.)
     pub admin_socket: bool,
+}
+
+/// Builds a runtime with extra models: `Runtime::builder(config, hash).options(..).model(m)?.start()`.
+pub struct RuntimeBuilder {
+    config: Config,
+    hash: String,
+    options: StartOptions,
+    models: ModelRegistry,
+}
+
+impl RuntimeBuilder {
+    /// How to start (listen address, data dir, gateway, admin socket).
+    pub fn options(mut self, options: StartOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Registers a model from another crate; backends name it in `model:`. Its name must not be taken.
+    pub fn model(mut self, model: Arc<dyn BackendModel>) -> Result<Self, RuntimeError> {
+        self.models
+            .register(model)
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// The models the runtime will know.
+    pub fn models(&self) -> &ModelRegistry {
+        &self.models
+    }
+
+    /// Starts the runtime (see [`Runtime::start_with`]).
+    pub async fn start(self) -> Result<Runtime, RuntimeError> {
+        Runtime::start_with_models(self.config, self.hash, self.options, self.models).await
+    }
 }
 
 /// Why a runtime could not start or stopped badly.
@@ -102,9 +137,29 @@ impl Runtime {
 
     /// Starts a runtime from a configuration value (`hash` is recorded in every execution's provenance).
     pub async fn start_with(
+        config: Config,
+        hash: String,
+        options: StartOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        Self::start_with_models(config, hash, options, ModelRegistry::builtin()).await
+    }
+
+    /// A builder for a runtime that knows more models than the built-in ones (a lab's own apparatus).
+    pub fn builder(config: Config, hash: String) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            hash,
+            options: StartOptions::default(),
+            models: ModelRegistry::builtin(),
+        }
+    }
+
+    /// Starts a runtime whose backends find their models (by the name in `model:`) in `models`.
+    pub async fn start_with_models(
         mut config: Config,
         hash: String,
         options: StartOptions,
+        models: ModelRegistry,
     ) -> Result<Runtime, RuntimeError> {
         if let Some(d) = &options.data_dir {
             config.service.data_dir = d.clone();
@@ -112,15 +167,18 @@ impl Runtime {
         if let Some(l) = options.listen {
             config.service.listen = l;
         }
-        config.validate().map_err(|issues| {
-            RuntimeError::Config(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        config
+            .validate()
+            .and_then(|()| models.check(&config))
+            .map_err(|issues| {
+                RuntimeError::Config(
+                    issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
         let unreserved = crate::affinity::unreserved(&config);
         if !unreserved.is_empty() {
             // Embedding: the caller's tokio threads exist already and may share the pinned shot clocks' cores.
@@ -195,7 +253,7 @@ impl Runtime {
         } else {
             None
         };
-        let ctx = Ctx::new(config.clone(), hash);
+        let ctx = Ctx::with_models(config.clone(), hash, models);
         let service = Service::new(&ctx);
         let listen_slot = Arc::new(parking_lot::Mutex::new(config.service.listen));
         let gateway = gateway_parts.map(|(server_config, _)| GatewayArgs {
