@@ -22,14 +22,18 @@ pub use backend::{
     TimingSection, UnderflowPolicy,
 };
 pub use error::{ConfigError, ConfigIssue};
-pub use load::{load, LoadedConfig};
-pub use parse::parse_str;
+pub use load::{load, load_with_models, LoadedConfig};
+pub use parse::{parse_str, parse_str_with_models};
 pub use schema::{
     AuthSection, Config, FaultsSection, InterruptedPolicy, LimitsSection, LogFormat, LogLevel,
     LoggingSection, PersistenceSection, RecoverySection, ServiceSection, SupervisionSection,
     TlsMode, TlsSection,
 };
 pub use store::{PostgresUrl, StoreSection, MAX_POSTGRES_URL_BYTES};
+
+/// The models built into shotline (`shotline_models::ModelRegistry::builtin` holds exactly these); an
+/// embedding program that registers more validates with [`Config::validate_with_models`].
+pub const BUILTIN_MODELS: &[&str] = &["singlequdit"];
 
 /// The embedded default configuration: one simulated `singlequdit` backend.
 pub const SIM_YAML: &str = include_str!("../../configs/sim.yaml");

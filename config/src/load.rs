@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
-use crate::parse::parse_str;
+use crate::parse::parse_str_with_models;
 use crate::schema::Config;
 
 /// A configuration loaded from a file, with what provenance records need.
@@ -24,6 +24,11 @@ pub struct LoadedConfig {
 /// Reads, parses and validates the configuration file at `path`, then resolves the relative
 /// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with_models(path, crate::BUILTIN_MODELS)
+}
+
+/// [`load`] for a runtime that knows the models `models` (see [`crate::parse_str_with_models`]).
+pub fn load_with_models(path: &Path, models: &[&str]) -> Result<LoadedConfig, ConfigError> {
     let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
     let origin = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -40,7 +45,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         }
     })?;
     let hash = hash_bytes(text.as_bytes());
-    let mut config = parse_str(&text, &origin)?;
+    let mut config = parse_str_with_models(&text, &origin, models)?;
     let base = path.parent().unwrap_or_else(|| Path::new(""));
     config.resolve_relative_to(base);
     Ok(LoadedConfig {

@@ -6,8 +6,19 @@ use crate::error::{ConfigError, ConfigIssue};
 use crate::locate::{LocationIndex, Pos, Prefer};
 use crate::schema::Config;
 
-/// Parses and validates a configuration. `origin` names the text in messages (a file name).
+/// Parses and validates a configuration. `origin` names the text in messages (a file name). Backends may
+/// name the built-in models ([`crate::BUILTIN_MODELS`]).
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_str_with_models(text, origin, crate::BUILTIN_MODELS)
+}
+
+/// [`parse_str`] for a runtime that knows the models `models` (the built-in ones and any an embedding
+/// program registers: `shotline_models::ModelRegistry::names`).
+pub fn parse_str_with_models(
+    text: &str,
+    origin: &str,
+    models: &[&str],
+) -> Result<Config, ConfigError> {
     // The schema-free pass tells well-formed YAML from syntax errors and indexes positions.
     let index = match LocationIndex::build(text) {
         Ok(index) => index,
@@ -30,7 +41,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
             })
         }
     };
-    if let Err(mut issues) = config.validate() {
+    if let Err(mut issues) = config.validate_with_models(models) {
         for issue in &mut issues {
             if issue.line.is_none() {
                 let (line, column) = split(index.position_of(&issue.path));

@@ -69,7 +69,14 @@ impl Issues {
 impl Config {
     /// Checks everything the schema alone cannot express; returns every problem found
     /// (paths only: [`crate::parse_str`] adds line and column).
+    /// Backends may name the built-in models ([`crate::BUILTIN_MODELS`]).
     pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
+        self.validate_with_models(crate::BUILTIN_MODELS)
+    }
+
+    /// [`Config::validate`] for a runtime that knows the models `models`: a backend naming another one is
+    /// refused, listing them.
+    pub fn validate_with_models(&self, models: &[&str]) -> Result<(), Vec<ConfigIssue>> {
         let mut v = Issues::default();
         self.validate_service(&mut v);
         if self.backends.is_empty() {
@@ -84,7 +91,7 @@ impl Config {
                     format!("duplicate backend name \"{}\"", backend.name),
                 );
             }
-            validate_backend(&mut v, &path, backend);
+            validate_backend(&mut v, &path, backend, models);
         }
         if v.0.is_empty() {
             Ok(())
@@ -275,7 +282,7 @@ fn valid_backend_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
+fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection, models: &[&str]) {
     if !valid_backend_name(&b.name) {
         v.push(
             format!("{path}.name"),
@@ -285,12 +292,13 @@ fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection) {
             ),
         );
     }
-    if !valid_backend_name(b.model.as_str()) {
+    if !models.contains(&b.model.as_str()) {
         v.push(
             format!("{path}.model"),
             format!(
-                "invalid model name \"{}\": use 1 to 32 characters from a-z, 0-9, _ and -",
-                b.model
+                "unknown model \"{}\"; registered models: {}",
+                b.model,
+                models.join(", ")
             ),
         );
     }

@@ -84,9 +84,10 @@ impl ModelRegistry {
         self.models.keys().map(String::as_str).collect()
     }
 
-    /// Checks that every backend of `config` names a registered model and passes that model's own checks
-    /// of its section. An unknown model is reported with the registered names.
+    /// Validates `config` for a runtime with these models: [`Config::validate_with_models`] (an unknown
+    /// model is reported with the registered names), then each model's own checks of its sections.
     pub fn check(&self, config: &Config) -> Result<(), Vec<ConfigIssue>> {
+        config.validate_with_models(&self.names())?;
         let mut issues = Vec::new();
         for (i, section) in config.backends.iter().enumerate() {
             let path = format!("backends[{i}]");
@@ -111,5 +112,85 @@ impl ModelRegistry {
         } else {
             Err(issues)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shotline_config::{parse_str, ModelName, SIM_YAML};
+
+    #[test]
+    fn the_builtin_registry_serves_sim_yaml_and_names_its_models_for_an_unknown_one() {
+        let r = ModelRegistry::builtin();
+        assert_eq!(r.names(), shotline_config::BUILTIN_MODELS);
+        let mut config = parse_str(SIM_YAML, "sim.yaml").unwrap();
+        assert_eq!(r.check(&config), Ok(()));
+        config.backends[0].model = ModelName::new("rydberg");
+        let issues = r.check(&config).unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].path, "backends[0].model");
+        assert_eq!(
+            issues[0].message,
+            "unknown model \"rydberg\"; registered models: singlequdit"
+        );
+    }
+
+    #[test]
+    fn a_name_is_registered_once_and_must_be_usable_in_a_config() {
+        struct Named(&'static str);
+        impl BackendModel for Named {
+            fn name(&self) -> &str {
+                self.0
+            }
+            fn summary(&self) -> &str {
+                "test"
+            }
+            fn publish(
+                &self,
+                s: &shotline_config::BackendSection,
+            ) -> shotline_protocol::BackendConfig {
+                crate::singlequdit::publish(s)
+            }
+            fn compile(
+                &self,
+                _: &shotline_config::BackendSection,
+                _: &shotline_protocol::Experiment,
+            ) -> Result<Vec<shotline_hal::timeline::DeviceTimeline>, crate::CompileError>
+            {
+                Ok(vec![])
+            }
+            fn sim_world(
+                &self,
+                _: &shotline_config::BackendSection,
+            ) -> shotline_hal::sim::SimWorld {
+                shotline_hal::sim::SimWorld::new(1)
+            }
+            fn sim_coupling(
+                &self,
+                _: &shotline_config::BackendSection,
+                _: &str,
+            ) -> shotline_hal::sim::Coupling {
+                shotline_hal::sim::Coupling::None
+            }
+            fn calibration(
+                &self,
+                _: &shotline_config::BackendSection,
+            ) -> Vec<crate::CalibrationParam> {
+                vec![]
+            }
+        }
+        let mut r = ModelRegistry::builtin();
+        assert_eq!(
+            r.register(Arc::new(Named("singlequdit"))),
+            Err(RegistryError::Duplicate("singlequdit".into()))
+        );
+        assert_eq!(
+            r.register(Arc::new(Named("Lab Model"))),
+            Err(RegistryError::InvalidName("Lab Model".into()))
+        );
+        assert_eq!(r.register(Arc::new(Named("lab"))), Ok(()));
+        assert_eq!(r.names(), vec!["lab", "singlequdit"]);
+        assert!(r.get("lab").is_some());
     }
 }

@@ -167,18 +167,15 @@ impl Runtime {
         if let Some(l) = options.listen {
             config.service.listen = l;
         }
-        config
-            .validate()
-            .and_then(|()| models.check(&config))
-            .map_err(|issues| {
-                RuntimeError::Config(
-                    issues
-                        .iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
+        models.check(&config).map_err(|issues| {
+            RuntimeError::Config(
+                issues
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
         let unreserved = crate::affinity::unreserved(&config);
         if !unreserved.is_empty() {
             // Embedding: the caller's tokio threads exist already and may share the pinned shot clocks' cores.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use shotline::config::{parse_str, BackendSection, Config, ModelName, SIM_YAML};
+use shotline::config::{
+    parse_str, parse_str_with_models, BackendSection, Config, ModelName, SIM_YAML,
+};
 use shotline::models::{
     singlequdit, BackendModel, CalibrationParam, CalibrationValue, CompileError,
 };
@@ -144,14 +146,28 @@ impl BackendModel for Flipper {
     }
 }
 
-fn flipper_config() -> Config {
-    let mut config = parse_str(SIM_YAML, "sim.yaml").expect("sim.yaml is valid");
-    let mut lab = config.backends[0].clone();
-    lab.name = "lab".into();
-    lab.display_name = String::new();
-    lab.model = ModelName::new("flipper");
-    config.backends.push(lab);
-    config
+/// `sim.yaml` plus a backend `lab` of model `flipper` (default sequence and devices), as a lab writes it.
+fn flipper_yaml() -> String {
+    format!("{SIM_YAML}  - name: lab\n    model: flipper\n")
+}
+
+fn flipper_config(models: &[&str]) -> Config {
+    parse_str_with_models(&flipper_yaml(), "lab.yaml", models).expect("lab.yaml is valid")
+}
+
+#[test]
+fn a_config_naming_a_model_parses_only_where_that_model_is_known() {
+    // The plain parser knows the built-in models and names them, with the line of the offending key.
+    let err = parse_str(&flipper_yaml(), "lab.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("backends[1].model")
+            && err.contains("unknown model \"flipper\"; registered models: singlequdit"),
+        "{err}"
+    );
+    let config = flipper_config(&["flipper", "singlequdit"]);
+    assert_eq!(config.backends[1].model, ModelName::new("flipper"));
 }
 
 fn experiment(instructions: &[&str], shots: u32) -> serde_json::Value {
@@ -167,7 +183,7 @@ fn experiment(instructions: &[&str], shots: u32) -> serde_json::Value {
 async fn an_unregistered_model_is_refused_naming_the_registered_ones() {
     let dir = tempfile::tempdir().unwrap();
     let refused = Runtime::start_with(
-        flipper_config(),
+        flipper_config(&["flipper", "singlequdit"]),
         "sha256:test".into(),
         StartOptions {
             data_dir: Some(dir.path().to_path_buf()),
@@ -186,22 +202,26 @@ async fn an_unregistered_model_is_refused_naming_the_registered_ones() {
         "{text}"
     );
     // A second model of an existing name is refused too.
-    let taken = Runtime::builder(flipper_config(), "sha256:test".into())
-        .model(Arc::new(singlequdit::SingleQudit));
+    let taken = Runtime::builder(
+        parse_str(SIM_YAML, "sim.yaml").unwrap(),
+        "sha256:test".into(),
+    )
+    .model(Arc::new(singlequdit::SingleQudit));
     assert!(taken.is_err(), "two models named singlequdit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_from_another_crate_runs_jobs_through_the_shot_path() {
     let dir = tempfile::tempdir().unwrap();
-    let builder = Runtime::builder(flipper_config(), "sha256:test".into())
+    let names = ["flipper", "singlequdit"];
+    let builder = Runtime::builder(flipper_config(&names), "sha256:test".into())
         .options(StartOptions {
             data_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         })
         .model(Arc::new(Flipper))
         .expect("flipper registers");
-    assert_eq!(builder.models().names(), vec!["flipper", "singlequdit"]);
+    assert_eq!(builder.models().names(), names);
     let rt = builder.start().await.expect("runtime starts");
 
     // The published config is the model's catalogue.

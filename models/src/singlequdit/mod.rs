@@ -149,3 +149,33 @@ impl BackendModel for SingleQudit {
         calibration(section)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shotline_config::{parse_str, SIM_YAML};
+
+    #[test]
+    fn calibration_names_every_rate_and_duration_the_compiler_uses_with_its_unit() {
+        let s = parse_str(SIM_YAML, "sim.yaml").unwrap().backends.remove(0);
+        let c = calibration(&s);
+        let names: Vec<_> = c.iter().map(|p| (p.name, p.unit)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("rabi_frequency_hz", "Hz"),
+                ("rlz_rate_hz", "Hz"),
+                ("rlz2_rate_hz", "Hz"),
+                ("load_duration_ns", "ns"),
+                ("measure_exposure_ns", "ns"),
+            ]
+        );
+        assert_eq!(c[0].value, CalibrationValue::Real(10_000.0));
+        assert_eq!(c[3].value, CalibrationValue::Integer(20_000));
+        // The published load range follows the section's max_atoms.
+        let mut small = s.clone();
+        small.max_atoms = 7;
+        let load = SingleQudit.publish(&small);
+        assert_eq!(load.instruction("load").unwrap().params[0].max, 7.0);
+    }
+}
