@@ -21,6 +21,8 @@ pub struct AnalysisArgs {
     pub backlog: ShotBacklog,
     /// Fault injection: extra time spent on every shot, microseconds (0: none).
     pub delay_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The backend's model: its default analysis makes a shot's memory string.
+    pub model: std::sync::Arc<dyn shotline_models::BackendModel>,
 }
 
 /// Everything an experiment produced.
@@ -130,21 +132,13 @@ fn persist_progress(ctx: &Ctx, p: &RunProgress, done_in_run: u64) {
     });
 }
 
-/// Single-shot analysis: the memory string of one shot record.
-pub fn memory_of(record: &ShotRecord) -> Option<String> {
-    if record.readout.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = record.readout.iter().map(|v| v.value.to_string()).collect();
-    Some(parts.join(" "))
-}
-
 /// State of analysis.
 pub struct Analysis {
     ctx: Ctx,
     runs: HashMap<u64, RunAcc>,
     backlog: ShotBacklog,
     delay_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    model: std::sync::Arc<dyn shotline_models::BackendModel>,
 }
 
 impl Actor for AnalysisActor {
@@ -162,6 +156,7 @@ impl Actor for AnalysisActor {
             runs: HashMap::new(),
             backlog: args.backlog,
             delay_us: args.delay_us,
+            model: args.model,
         })
     }
 
@@ -179,7 +174,9 @@ impl Actor for AnalysisActor {
                 tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
             }
         }
-        let Analysis { ctx, runs, .. } = state;
+        let Analysis {
+            ctx, runs, model, ..
+        } = state;
         match msg {
             AnalysisMsg::InjectPanic => panic!("injected fault: AnalysisMsg panics on request"),
             AnalysisMsg::Begin {
@@ -207,7 +204,7 @@ impl Actor for AnalysisActor {
                 if let Some(acc) = runs.get_mut(&record.run_id) {
                     acc.first_t0.get_or_insert(record.t0_ns);
                     acc.last_t0 = Some(record.t0_ns);
-                    match memory_of(&record) {
+                    match model.memory(&record) {
                         Some(m) => {
                             *acc.counts.entry(m.clone()).or_insert(0) += 1;
                             if let Some(p) = &acc.progress {

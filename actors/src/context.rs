@@ -7,7 +7,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use ractor::{ActorRef, Message};
-use shotline_config::Config;
+use shotline_config::{BackendSection, Config};
+use shotline_models::{BackendModel, ModelRegistry};
 
 use crate::drivers::DriverRegistry;
 use shotline_protocol::wire::JobEvent;
@@ -25,6 +26,7 @@ struct CtxInner {
     prefix: String,
     instance: String,
     config: Config,
+    models: ModelRegistry,
     config_hash: String,
     drivers: DriverRegistry,
     call_timeout: Duration,
@@ -79,11 +81,32 @@ impl Ctx {
     /// A context for a new runtime instance (actor names get a unique prefix, so several runtimes can live
     /// in one process, e.g. in tests).
     pub fn new(config: Config, config_hash: String) -> Self {
-        Self::with_drivers(config, config_hash, DriverRegistry::builtin())
+        Self::with_plugins(
+            config,
+            config_hash,
+            DriverRegistry::builtin(),
+            ModelRegistry::builtin(),
+        )
     }
 
     /// [`Ctx::new`] whose backends build their devices with `drivers`.
     pub fn with_drivers(config: Config, config_hash: String, drivers: DriverRegistry) -> Self {
+        Self::with_plugins(config, config_hash, drivers, ModelRegistry::builtin())
+    }
+
+    /// A context whose backends find their models in `models` (the built-in ones and any an embedding
+    /// program registered).
+    pub fn with_models(config: Config, config_hash: String, models: ModelRegistry) -> Self {
+        Self::with_plugins(config, config_hash, DriverRegistry::builtin(), models)
+    }
+
+    /// A context whose backends build their devices with `drivers` and find their models in `models`.
+    pub fn with_plugins(
+        config: Config,
+        config_hash: String,
+        drivers: DriverRegistry,
+        models: ModelRegistry,
+    ) -> Self {
         let id = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let call_timeout = Duration::from_millis(config.supervision.call_timeout_ms.max(1));
         let (events, _) = tokio::sync::broadcast::channel(EVENT_CAPACITY);
@@ -97,6 +120,7 @@ impl Ctx {
                     rand::random::<u64>()
                 ),
                 config,
+                models,
                 config_hash,
                 drivers,
                 call_timeout,
@@ -146,6 +170,26 @@ impl Ctx {
     /// The device drivers backends build their devices with.
     pub fn drivers(&self) -> &DriverRegistry {
         &self.inner.drivers
+    }
+
+    /// The models this runtime knows.
+    pub fn models(&self) -> &ModelRegistry {
+        &self.inner.models
+    }
+
+    /// The model of a backend section (the runtime checked at start that it is registered).
+    pub fn model_of(&self, section: &BackendSection) -> Result<Arc<dyn BackendModel>, String> {
+        self.inner
+            .models
+            .get(section.model.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "backend {}: unknown model \"{}\"; registered models: {}",
+                    section.name,
+                    section.model,
+                    self.inner.models.names().join(", ")
+                )
+            })
     }
 
     /// `sha256:<hex>` of the configuration file.

@@ -8,7 +8,6 @@ use shotline_config::BackendSection;
 
 use crate::backend::BackendMsg;
 use crate::context::{roles, Ctx};
-use shotline_protocol::catalog::singlequdit_config;
 use shotline_protocol::BackendConfig;
 
 /// What the registry knows of one backend.
@@ -42,28 +41,10 @@ pub enum RegistryMsg {
     InjectPanic,
 }
 
-/// Builds the published config of a configured backend.
-pub fn publish(section: &BackendSection) -> BackendConfig {
-    let mut config = singlequdit_config(
-        &section.name,
-        if section.display_name.is_empty() {
-            &section.name
-        } else {
-            &section.display_name
-        },
-        &section.version,
-        &section.description,
-        section.max_shots,
-        section.max_experiments,
-    );
-    for ins in &mut config.instructions {
-        if ins.name == "load" {
-            for p in &mut ins.params {
-                p.max = f64::from(section.max_atoms);
-            }
-        }
-    }
-    config
+/// Builds the published config of a configured backend through its model (`None`: the model is not
+/// registered, which the runtime refuses at start).
+pub fn publish(ctx: &Ctx, section: &BackendSection) -> Option<BackendConfig> {
+    ctx.model_of(section).ok().map(|m| m.publish(section))
 }
 
 /// The registry actor.
@@ -89,10 +70,14 @@ impl Actor for RegistryActor {
                 ),
                 None => false,
             };
+            let Some(config) = publish(&ctx, s) else {
+                tracing::error!(backend = %s.name, model = %s.model, "backend model not registered");
+                continue;
+            };
             entries.insert(
                 s.name.clone(),
                 BackendEntry {
-                    config: publish(s),
+                    config,
                     operational: true,
                     paused,
                     status_msg: if paused {

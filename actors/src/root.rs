@@ -14,7 +14,7 @@ use crate::context::{roles, Ctx};
 use crate::gateway::{GatewayActor, GatewayArgs};
 use crate::lock_manager::LockManagerActor;
 use crate::persistence::{PersistenceActor, PersistenceArgs};
-use crate::registry::{publish, RegistryActor};
+use crate::registry::RegistryActor;
 use crate::scheduler::SchedulerActor;
 use crate::supervision::{RestartPolicy, RestartTracker};
 
@@ -115,12 +115,14 @@ impl RootState {
             .get_cell(),
             Child::Backend(i) => {
                 let section = ctx.config().backends[*i].clone();
+                let model = ctx.model_of(&section)?;
                 Actor::spawn_linked(
                     Some(ctx.name(&roles::backend(&section.name))),
                     BackendActor,
                     BackendArgs {
                         ctx: ctx.clone(),
-                        published: publish(&section),
+                        published: model.publish(&section),
+                        model,
                         section,
                     },
                     sup,

@@ -5,12 +5,36 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The instruction set, timeline compiler and simulated physics of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BackendModel {
-    /// One collective spin of N/2 for N loaded atoms (`load`, `rlx`, `rlz`, `rlz2`, `measure`).
-    #[serde(rename = "singlequdit")]
-    SingleQudit,
+/// The name of a backend's model: its instruction set, timeline compiler, simulated physics and analysis.
+/// Any name of the form `[a-z0-9_-]{1,32}` parses; which names exist is decided by the runtime's model
+/// registry (`shotline_models::ModelRegistry`; built in: `singlequdit`), which checks it at start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelName(Cow<'static, str>);
+
+/// The former name of [`ModelName`] (a closed enum before models became a plug-in point).
+pub type BackendModel = ModelName;
+
+impl ModelName {
+    /// The built-in `singlequdit` model: one collective spin of N/2 for N loaded atoms.
+    #[allow(non_upper_case_globals)]
+    pub const SingleQudit: ModelName = ModelName(Cow::Borrowed("singlequdit"));
+
+    /// A model name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(Cow::Owned(name.into()))
+    }
+
+    /// The name as written in the configuration.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ModelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The driver of a device: the name of an entry of the driver registry (`sim_ttl`, `sim_dds`, `sim_camera`,
@@ -103,8 +127,8 @@ pub struct DeviceFaultSection {
 pub struct BackendSection {
     /// Unique name, `[a-z0-9_-]{1,32}` (required).
     pub name: String,
-    /// Instruction set and physics (required).
-    pub model: BackendModel,
+    /// The model (instruction set, compiler, physics, analysis) by its registered name (required).
+    pub model: ModelName,
     /// Name shown to users; empty means `name`.
     #[serde(default)]
     pub display_name: String,

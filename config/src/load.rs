@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::drivers::DriverCatalog;
 use crate::error::ConfigError;
-use crate::parse::parse_str_with;
+use crate::parse::parse_str_with_plugins;
 use crate::schema::Config;
 
 /// A configuration loaded from a file, with what provenance records need.
@@ -26,11 +26,25 @@ pub struct LoadedConfig {
 /// `service.data_dir`, `tls.cert` and `tls.key` against the file's directory. Devices may name the built-in
 /// drivers only.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    load_with(path, &DriverCatalog::builtin())
+    load_with_plugins(path, &DriverCatalog::builtin(), crate::BUILTIN_MODELS)
 }
 
 /// [`load`] accepting the drivers of `drivers` (the built-in ones and those an embedder registered).
 pub fn load_with(path: &Path, drivers: &DriverCatalog) -> Result<LoadedConfig, ConfigError> {
+    load_with_plugins(path, drivers, crate::BUILTIN_MODELS)
+}
+
+/// [`load`] for a runtime that knows the models `models` (see [`crate::parse_str_with_models`]).
+pub fn load_with_models(path: &Path, models: &[&str]) -> Result<LoadedConfig, ConfigError> {
+    load_with_plugins(path, &DriverCatalog::builtin(), models)
+}
+
+/// [`load`] for a runtime that knows the drivers of `drivers` and the models `models`.
+pub fn load_with_plugins(
+    path: &Path,
+    drivers: &DriverCatalog,
+    models: &[&str],
+) -> Result<LoadedConfig, ConfigError> {
     let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
     let origin = path.display().to_string();
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -47,7 +61,7 @@ pub fn load_with(path: &Path, drivers: &DriverCatalog) -> Result<LoadedConfig, C
         }
     })?;
     let hash = hash_bytes(text.as_bytes());
-    let mut config = parse_str_with(&text, &origin, drivers)?;
+    let mut config = parse_str_with_plugins(&text, &origin, drivers, models)?;
     let base = path.parent().unwrap_or_else(|| Path::new(""));
     config.resolve_relative_to(base);
     Ok(LoadedConfig {

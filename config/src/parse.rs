@@ -8,9 +8,14 @@ use crate::locate::{LocationIndex, Pos, Prefer};
 use crate::schema::Config;
 
 /// Parses and validates a configuration. `origin` names the text in messages (a file name). Devices may name
-/// the built-in drivers only.
+/// the built-in drivers only, backends the built-in models ([`crate::BUILTIN_MODELS`]).
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    parse_str_with(text, origin, &DriverCatalog::builtin())
+    parse_str_with_plugins(
+        text,
+        origin,
+        &DriverCatalog::builtin(),
+        crate::BUILTIN_MODELS,
+    )
 }
 
 /// [`parse_str`] accepting the drivers of `drivers` (the built-in ones and those an embedder registered).
@@ -18,6 +23,26 @@ pub fn parse_str_with(
     text: &str,
     origin: &str,
     drivers: &DriverCatalog,
+) -> Result<Config, ConfigError> {
+    parse_str_with_plugins(text, origin, drivers, crate::BUILTIN_MODELS)
+}
+
+/// [`parse_str`] for a runtime that knows the models `models` (the built-in ones and any an embedding
+/// program registers: `shotline_models::ModelRegistry::names`).
+pub fn parse_str_with_models(
+    text: &str,
+    origin: &str,
+    models: &[&str],
+) -> Result<Config, ConfigError> {
+    parse_str_with_plugins(text, origin, &DriverCatalog::builtin(), models)
+}
+
+/// [`parse_str`] for a runtime that knows the drivers of `drivers` and the models `models`.
+pub fn parse_str_with_plugins(
+    text: &str,
+    origin: &str,
+    drivers: &DriverCatalog,
+    models: &[&str],
 ) -> Result<Config, ConfigError> {
     // The schema-free pass tells well-formed YAML from syntax errors and indexes positions.
     let index = match LocationIndex::build(text) {
@@ -41,7 +66,7 @@ pub fn parse_str_with(
             })
         }
     };
-    if let Err(mut issues) = config.validate_with(drivers) {
+    if let Err(mut issues) = config.validate_with_plugins(drivers, models) {
         for issue in &mut issues {
             if issue.line.is_none() {
                 let (line, column) = split(index.position_of(&issue.path));

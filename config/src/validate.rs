@@ -69,14 +69,31 @@ impl Issues {
 
 impl Config {
     /// Checks everything the schema alone cannot express; returns every problem found
-    /// (paths only: [`crate::parse_str`] adds line and column). Devices may name the built-in drivers only.
+    /// (paths only: [`crate::parse_str`] adds line and column). Devices may name the built-in drivers only,
+    /// backends the built-in models ([`crate::BUILTIN_MODELS`]).
     pub fn validate(&self) -> Result<(), Vec<ConfigIssue>> {
-        self.validate_with(&DriverCatalog::builtin())
+        self.validate_with_plugins(&DriverCatalog::builtin(), crate::BUILTIN_MODELS)
     }
 
     /// [`Config::validate`] with the drivers of `drivers` (the built-in ones and those an embedder
     /// registered).
     pub fn validate_with(&self, drivers: &DriverCatalog) -> Result<(), Vec<ConfigIssue>> {
+        self.validate_with_plugins(drivers, crate::BUILTIN_MODELS)
+    }
+
+    /// [`Config::validate`] for a runtime that knows the models `models`: a backend naming another one is
+    /// refused, listing them.
+    pub fn validate_with_models(&self, models: &[&str]) -> Result<(), Vec<ConfigIssue>> {
+        self.validate_with_plugins(&DriverCatalog::builtin(), models)
+    }
+
+    /// [`Config::validate`] for a runtime that knows the drivers of `drivers` and the models `models` (the
+    /// built-in ones and those an embedder registered).
+    pub fn validate_with_plugins(
+        &self,
+        drivers: &DriverCatalog,
+        models: &[&str],
+    ) -> Result<(), Vec<ConfigIssue>> {
         let mut v = Issues::default();
         self.validate_service(&mut v);
         if self.backends.is_empty() {
@@ -91,7 +108,7 @@ impl Config {
                     format!("duplicate backend name \"{}\"", backend.name),
                 );
             }
-            validate_backend(&mut v, &path, backend, drivers);
+            validate_backend(&mut v, &path, backend, drivers, models);
         }
         if v.0.is_empty() {
             Ok(())
@@ -282,13 +299,29 @@ fn valid_backend_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-fn validate_backend(v: &mut Issues, path: &str, b: &BackendSection, drivers: &DriverCatalog) {
+fn validate_backend(
+    v: &mut Issues,
+    path: &str,
+    b: &BackendSection,
+    drivers: &DriverCatalog,
+    models: &[&str],
+) {
     if !valid_backend_name(&b.name) {
         v.push(
             format!("{path}.name"),
             format!(
                 "invalid backend name \"{}\": use 1 to 32 characters from a-z, 0-9, _ and -",
                 b.name
+            ),
+        );
+    }
+    if !models.contains(&b.model.as_str()) {
+        v.push(
+            format!("{path}.model"),
+            format!(
+                "unknown model \"{}\"; registered models: {}",
+                b.model,
+                models.join(", ")
             ),
         );
     }

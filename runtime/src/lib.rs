@@ -20,4 +20,5 @@ pub use shotline_actors::drivers::{BuiltDevice, DriverContext, DriverFactory, Dr
 pub use shotline_actors::service::{SubmitOptions, Submitted};
 pub use shotline_config as config;
 pub use shotline_hal as hal;
+pub use shotline_models as models;
 pub use shotline_protocol as protocol;

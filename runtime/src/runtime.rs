@@ -18,6 +18,7 @@ use shotline_actors::root::{FailureSlot, RootActor, RootArgs, RootMsg};
 use shotline_actors::service::{SubmitOptions, Submitted};
 use shotline_actors::{Ctx, Service, ServiceError};
 use shotline_config::{Config, LoadedConfig, TlsMode};
+use shotline_models::ModelRegistry;
 use shotline_protocol::{JobResult, StatusRecord, Value};
 use shotline_store::UserRecord;
 use shotline_tls::ServerOptions;
@@ -108,20 +109,39 @@ impl Runtime {
         hash: String,
         options: StartOptions,
     ) -> Result<Runtime, RuntimeError> {
-        Self::launch(config, hash, options, DriverRegistry::builtin()).await
+        Self::launch(
+            config,
+            hash,
+            options,
+            DriverRegistry::builtin(),
+            ModelRegistry::builtin(),
+        )
+        .await
     }
 
-    /// A runtime with drivers (and later other plug-ins) registered from another crate.
+    /// A runtime with drivers and models registered from another crate (docs/drivers.md, docs/models.md).
     pub fn builder() -> crate::builder::RuntimeBuilder {
         crate::builder::RuntimeBuilder::default()
     }
 
-    /// Starts a runtime whose backends build their devices with `drivers`.
+    /// Starts a runtime whose backends find their models (by the name in `model:`) in `models`.
+    pub async fn start_with_models(
+        config: Config,
+        hash: String,
+        options: StartOptions,
+        models: ModelRegistry,
+    ) -> Result<Runtime, RuntimeError> {
+        Self::launch(config, hash, options, DriverRegistry::builtin(), models).await
+    }
+
+    /// Starts a runtime whose backends build their devices with `drivers` and find their models in
+    /// `models`.
     pub(crate) async fn launch(
         mut config: Config,
         hash: String,
         options: StartOptions,
         drivers: DriverRegistry,
+        models: ModelRegistry,
     ) -> Result<Runtime, RuntimeError> {
         if let Some(d) = &options.data_dir {
             config.service.data_dir = d.clone();
@@ -129,15 +149,17 @@ impl Runtime {
         if let Some(l) = options.listen {
             config.service.listen = l;
         }
-        config.validate_with(&drivers.catalog()).map_err(|issues| {
-            RuntimeError::Config(
-                issues
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+        models
+            .check_with_drivers(&config, &drivers.catalog())
+            .map_err(|issues| {
+                RuntimeError::Config(
+                    issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
         let unreserved = crate::affinity::unreserved(&config);
         if !unreserved.is_empty() {
             // Embedding: the caller's tokio threads exist already and may share the pinned shot clocks' cores.
@@ -212,7 +234,7 @@ impl Runtime {
         } else {
             None
         };
-        let ctx = Ctx::with_drivers(config.clone(), hash, drivers);
+        let ctx = Ctx::with_plugins(config.clone(), hash, drivers, models);
         let service = Service::new(&ctx);
         let listen_slot = Arc::new(parking_lot::Mutex::new(config.service.listen));
         let gateway = gateway_parts.map(|(server_config, _)| GatewayArgs {

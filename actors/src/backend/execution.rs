@@ -22,7 +22,6 @@ use shotline_protocol::{
 use shotline_store::{ExecutionEnd, ExecutionRecord, ShotDataRecord};
 use tokio::sync::oneshot;
 
-use super::compile::{compile, shot_period_ns};
 use super::lease;
 use crate::analysis::{AnalysisMsg, ExperimentOutcome, RunProgress};
 use crate::context::{roles, Ctx, SOFTWARE_VERSION};
@@ -31,6 +30,7 @@ use crate::persistence::Db;
 use crate::registry::RegistryMsg;
 use crate::sequencer::{SequencerError, SequencerMsg};
 use crate::time::{utc_day, utc_now};
+use shotline_models::{shot_period_ns, BackendModel, CalibrationValue};
 
 static RUN_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -57,6 +57,8 @@ pub struct ExecEnv {
     pub section: BackendSection,
     /// What the backend publishes.
     pub published: BackendConfig,
+    /// The backend's model (compiler, calibration).
+    pub model: Arc<dyn BackendModel>,
     /// Devices, in configuration order.
     pub devices: Vec<DeviceHandle>,
     /// Their sequencers (same order).
@@ -215,7 +217,7 @@ pub async fn run(env: ExecEnv, job_id: String, stop: Arc<AtomicU8>) -> ExecEnd {
         seed,
         config_hash: env.ctx.config_hash().to_string(),
         software_version: SOFTWARE_VERSION.to_string(),
-        calibration: calibration_json(&env.section),
+        calibration: calibration_json(env.model.as_ref(), &env.section),
         started_at: utc_now(),
         ended_at: None,
         outcome: None,
@@ -380,7 +382,9 @@ async fn play_all(
         if env.panic_next.swap(false, Ordering::SeqCst) {
             panic!("injected fault: the execution of job {job_id} panics on request");
         }
-        let timelines = compile(&env.section, experiment)
+        let timelines = env
+            .model
+            .compile(&env.section, experiment)
             .map_err(|e| PlayError::Failed(format!("{name}: {e}")))?;
         program_all(env, name, &timelines).await?;
         let seed = experiment.seed.unwrap_or(job_seed);
@@ -635,15 +639,20 @@ pub async fn safe_state_all(env: &ExecEnv) {
     super::safety::drive_safe(&env.section.name, &direct, timeout, timeout).await;
 }
 
-fn calibration_json(section: &BackendSection) -> String {
-    serde_json::json!({
-        "rabi_frequency_hz": section.sequence.rlx.rabi_frequency_hz,
-        "rlz_rate_hz": section.sequence.rlz.rate_hz,
-        "rlz2_rate_hz": section.sequence.rlz2.rate_hz,
-        "load_duration_ns": section.sequence.load.duration_ns,
-        "measure_exposure_ns": section.sequence.measure.exposure_ns,
-    })
-    .to_string()
+/// The model's calibration values as a JSON object (name -> value, in the model's order).
+fn calibration_json(model: &dyn BackendModel, section: &BackendSection) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = model
+        .calibration(section)
+        .into_iter()
+        .map(|p| {
+            let value = match p.value {
+                CalibrationValue::Real(x) => serde_json::json!(x),
+                CalibrationValue::Integer(n) => serde_json::json!(n),
+            };
+            (p.name.to_owned(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
 }
 
 async fn commit_done(

@@ -16,7 +16,6 @@
 //! shot clock and restarts all children together. Above the restart intensity it fails itself and the root
 //! decides.
 
-pub mod compile;
 pub mod devices;
 pub mod estop;
 pub mod execution;
@@ -161,6 +160,8 @@ pub struct BackendArgs {
     pub section: BackendSection,
     /// What it publishes.
     pub published: BackendConfig,
+    /// Its model (compiler, analysis, calibration).
+    pub model: Arc<dyn shotline_models::BackendModel>,
 }
 
 struct Children {
@@ -266,6 +267,7 @@ async fn start_children(
             ctx: args.ctx.clone(),
             backlog: backlog.clone(),
             delay_us: analysis_delay.clone(),
+            model: args.model.clone(),
         },
         cell.clone(),
     )
@@ -378,6 +380,7 @@ impl BackendState {
             db: Db::new(&self.args.ctx),
             section: self.args.section.clone(),
             published: self.args.published.clone(),
+            model: self.args.model.clone(),
             devices: self.devices.clone(),
             sequencers: self.children.sequencers.clone(),
             analysis: self.children.analysis.clone(),

@@ -12,7 +12,7 @@ use shotline_protocol::{
     ValidationReport,
 };
 
-use crate::backend::compile::{compile, shot_period_ns, CompileError};
+use shotline_models::{shot_period_ns, BackendModel, CompileError};
 
 /// The size limits of a submission from the `limits` configuration.
 pub fn job_limits(l: &LimitsSection) -> JobLimits {
@@ -39,10 +39,14 @@ fn secs(ns: u128) -> String {
 /// The apparatus time `job` takes on `section`, in ns: for each experiment its shots x the compiled shot
 /// period. A pulse too long to be played is reported at its instruction (`JOB_TOO_LONG`); other compile
 /// errors (a device missing from the configuration) are left to the execution, which reports them.
-pub fn planned_duration_ns(section: &BackendSection, job: &Job) -> Result<u128, ValidationReport> {
+pub fn planned_duration_ns(
+    model: &dyn BackendModel,
+    section: &BackendSection,
+    job: &Job,
+) -> Result<u128, ValidationReport> {
     let mut total: u128 = 0;
     for (name, experiment) in &job.experiments {
-        let per_shot = match compile(section, experiment) {
+        let per_shot = match model.compile(section, experiment) {
             Ok(timelines) => shot_period_ns(&section.timing, &timelines),
             Err(CompileError::BadDuration { index, value }) => {
                 return Err(report(ValidationError {
@@ -64,11 +68,12 @@ pub fn planned_duration_ns(section: &BackendSection, job: &Job) -> Result<u128, 
 
 /// Refuses `job` when it would take the apparatus longer than `limits.max_job_duration_s`.
 pub fn check_duration(
+    model: &dyn BackendModel,
     section: &BackendSection,
     job: &Job,
     max_job_duration_s: u64,
 ) -> Result<(), ValidationReport> {
-    let planned = planned_duration_ns(section, job)?;
+    let planned = planned_duration_ns(model, section, job)?;
     let limit = u128::from(max_job_duration_s) * 1_000_000_000;
     if planned <= limit {
         return Ok(());
@@ -236,6 +241,7 @@ pub fn check_result_size(
 mod tests {
     use super::*;
     use shotline_config::{parse_str, SIM_YAML};
+    use shotline_models::singlequdit::SingleQudit;
     use shotline_protocol::{Experiment, Instruction, WireOrder};
 
     fn section() -> BackendSection {
@@ -323,11 +329,11 @@ mod tests {
     fn huge_angles_plan_long_jobs() {
         let s = section();
         let mut j = job(1, 1000, 4);
-        let short = planned_duration_ns(&s, &j).unwrap();
+        let short = planned_duration_ns(&SingleQudit, &s, &j).unwrap();
         j.experiments[0].1.instructions[1].params[0] = 1e6;
-        let long = planned_duration_ns(&s, &j).unwrap();
+        let long = planned_duration_ns(&SingleQudit, &s, &j).unwrap();
         assert!(long > short * 100, "{short} vs {long}");
-        let e = check_duration(&s, &j, 1).unwrap_err();
+        let e = check_duration(&SingleQudit, &s, &j, 1).unwrap_err();
         assert_eq!(e.errors[0].code, ErrorCode::JobTooLong);
         assert!(e.errors[0].message.contains("limits.max_job_duration_s"));
     }

@@ -365,7 +365,11 @@ impl Service {
             .iter()
             .find(|b| b.name == backend)
         {
-            admission::check_duration(section, &typed, limits.max_job_duration_s)
+            let model = self.ctx.model_of(section).map_err(ServiceError::internal)?;
+            model
+                .validate(section, &typed)
+                .map_err(ServiceError::validation)?;
+            admission::check_duration(model.as_ref(), section, &typed, limits.max_job_duration_s)
                 .map_err(ServiceError::validation)?;
             admission::check_result_size(
                 &entry.config,

@@ -75,6 +75,12 @@ pub async fn serve(
 pub fn check_config(file: &Path) -> anyhow::Result<()> {
     match shotline_config::load(file) {
         Ok(loaded) => {
+            if let Err(issues) = shotline_models::ModelRegistry::builtin().check(&loaded.config) {
+                for issue in &issues {
+                    eprintln!("{}: {issue}", file.display());
+                }
+                anyhow::bail!("{} is not a valid shotline config", file.display());
+            }
             println!(
                 "{}: ok ({} backend{}, hash {})",
                 file.display(),

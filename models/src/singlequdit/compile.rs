@@ -9,41 +9,11 @@
 
 use std::f64::consts::PI;
 
-use shotline_config::{BackendSection, DeviceSection, TimingSection};
+use shotline_config::{BackendSection, DeviceSection};
 use shotline_hal::timeline::{round_to_period, Action, DeviceTimeline, Event};
 use shotline_protocol::Experiment;
 
-/// Why an experiment could not be compiled.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CompileError {
-    /// The sequence names a device the backend does not have.
-    #[error("the sequence step `{step}` names device `{device}`, which is not configured")]
-    NoDevice {
-        /// Step.
-        step: &'static str,
-        /// Device.
-        device: String,
-    },
-    /// An instruction the compiler does not know.
-    #[error("instructions[{index}]: `{name}` cannot be compiled for this backend")]
-    Unknown {
-        /// Index.
-        index: usize,
-        /// Name.
-        name: String,
-    },
-    /// A parameter gives a duration that is negative, not finite or too long.
-    #[error("instructions[{index}]: parameter {value} gives a pulse that cannot be played")]
-    BadDuration {
-        /// Index.
-        index: usize,
-        /// Value.
-        value: f64,
-    },
-    /// The result failed timeline validation.
-    #[error(transparent)]
-    Timeline(#[from] shotline_hal::timeline::TimelineError),
-}
+use crate::CompileError;
 
 /// (sequence step, device, duration in ns before rounding, the action for a rounded duration and the parameter).
 type Step<'a> = (&'static str, &'a str, f64, fn(u64, f64) -> Action);
@@ -163,22 +133,10 @@ pub fn compile(
     Ok(timelines)
 }
 
-/// Time from the shot start to the end of its last event.
-pub fn shot_length_ns(timelines: &[DeviceTimeline]) -> u64 {
-    timelines.iter().map(|t| t.end_ns()).max().unwrap_or(0)
-}
-
-/// Apparatus time one shot of compiled `timelines` takes: the lead before the shot plus its length, at least
-/// one cycle. The execution expects this per shot; admission multiplies it by the shots to plan a job.
-pub fn shot_period_ns(timing: &TimingSection, timelines: &[DeviceTimeline]) -> u64 {
-    shot_length_ns(timelines)
-        .saturating_add(timing.lead_ns)
-        .max(timing.cycle_ns)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shot_length_ns;
     use shotline_config::{parse_str, SIM_YAML};
     use shotline_protocol::{Instruction, WireOrder};
 
