@@ -1,12 +1,13 @@
 //! Builds a backend's devices from its configuration: each configured device becomes a driver behind a
 //! [`DeviceHandle`], built by the factory its `driver` names in the runtime's [`DriverRegistry`].
-//! Simulated drivers share one simulated apparatus, and the devices that the sequence uses for loading,
-//! rotations and imaging act on it with the configured rates.
+//! Simulated drivers share one simulated apparatus, built by the backend's model
+//! (`BackendModel::sim_world`), and each device acts on it as the model says (`BackendModel::sim_coupling`).
 
 use shotline_config::BackendSection;
 use shotline_hal::bridge::StatusHandle;
-use shotline_hal::sim::{Coupling, FaultSwitch, SimWorld};
+use shotline_hal::sim::{FaultSwitch, SimWorld};
 use shotline_hal::{DeviceError, DeviceHandle};
+use shotline_models::BackendModel;
 
 use crate::drivers::{DriverContext, DriverRegistry};
 
@@ -22,39 +23,16 @@ pub struct BackendDevices {
     pub cards: Vec<Option<StatusHandle>>,
 }
 
-/// What the device named `name` does to the simulated atoms, from the sequence configuration.
-fn coupling(section: &BackendSection, name: &str) -> Coupling {
-    let s = &section.sequence;
-    if s.load.device == name {
-        Coupling::Load
-    } else if s.rlx.device == name {
-        Coupling::RotateX {
-            rate_hz: s.rlx.rabi_frequency_hz,
-        }
-    } else if s.rlz.device == name {
-        Coupling::RotateZ {
-            rate_hz: s.rlz.rate_hz,
-        }
-    } else if s.rlz2.device == name {
-        Coupling::TwistZ2 {
-            rate_hz: s.rlz2.rate_hz,
-        }
-    } else if s.measure.device == name {
-        Coupling::Image
-    } else {
-        Coupling::None
-    }
-}
-
-/// Creates the devices of `section` with the factories of `drivers`. Simulated devices cannot fail; a bridge
+/// Creates the devices of `section` with the factories of `drivers`, on the simulated apparatus of `model`. Simulated devices cannot fail; a bridge
 /// device fails only when its session thread cannot be started (its card is connected in the background,
 /// never here). A driver missing from the registry (only possible when the configuration was validated
 /// against another registry) is a fault naming the registered drivers.
 pub fn build(
     section: &BackendSection,
     drivers: &DriverRegistry,
+    model: &dyn BackendModel,
 ) -> Result<BackendDevices, DeviceError> {
-    let world = SimWorld::new(section.max_atoms);
+    let world = model.sim_world(section);
     let mut faults = Vec::new();
     let mut handles = Vec::with_capacity(section.devices.len());
     let mut cards = Vec::with_capacity(section.devices.len());
@@ -74,7 +52,7 @@ pub fn build(
             backend: section,
             index: i as u16,
             world: &world,
-            coupling: coupling(section, &d.name),
+            coupling: model.sim_coupling(section, &d.name),
         })?;
         if let Some(fault) = built.fault {
             faults.push((d.name.clone(), fault));

@@ -729,12 +729,17 @@ impl Actor for BackendActor {
         args: BackendArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         recover::recover(&args).await;
-        let built = devices::build(&args.section, args.ctx.drivers()).map_err(|e| {
-            format!(
-                "backend {}: cannot create its devices: {e}",
-                args.section.name
-            )
-        })?;
+        let model = args
+            .ctx
+            .model_of(&args.section)
+            .map_err(|e| format!("backend {}: {e}", args.section.name))?;
+        let built =
+            devices::build(&args.section, args.ctx.drivers(), model.as_ref()).map_err(|e| {
+                format!(
+                    "backend {}: cannot create its devices: {e}",
+                    args.section.name
+                )
+            })?;
         // Whatever a previous process left behind, start from the safe state.
         let wait = args.ctx.call_timeout();
         safety::drive_safe(

@@ -214,12 +214,23 @@ async fn a_panicking_execution_is_settled_and_the_backend_takes_the_next_job(eng
     // The next job runs too, and the backend is idle again with every device safe.
     let b = run_ok(&rt, &job).await;
     assert_eq!(b.results[0].data.memory, vec!["1"; 3]);
-    let phase = ractor::call_t!(
-        backend_ref(&rt),
-        shotline_actors::backend::BackendMsg::Phase,
-        5000
-    )
-    .unwrap();
+    // DONE is announced when the result commits; the backend's phase returns to idle right after, when the
+    // execution task reports back (a message later): wait for it, boundedly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let phase = loop {
+        let phase = ractor::call_t!(
+            backend_ref(&rt),
+            shotline_actors::backend::BackendMsg::Phase,
+            5000
+        )
+        .unwrap();
+        if phase == shotline_actors::backend::PhaseKind::Idle
+            || std::time::Instant::now() > deadline
+        {
+            break phase;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(phase, shotline_actors::backend::PhaseKind::Idle);
     crate::faults::devices_are_safe(&rt).await;
     rt.shutdown().await.unwrap();
