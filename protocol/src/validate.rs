@@ -329,20 +329,28 @@ impl Validator<'_> {
             self.type_err(&path, "a string", v);
             return None;
         };
-        if WireOrder::parse(s) == Some(expected) {
-            return Some(expected);
+        // With one species the two orders list the wires the same way: either spelling means the backend's
+        // order (the cold-atom ecosystem's clients send `interleaved` to single-species backends).
+        let one_species = self.backend.num_species <= 1;
+        match WireOrder::parse(s) {
+            Some(order) if order == expected || one_species => return Some(expected),
+            _ => {}
         }
+        let allowed = if one_species {
+            "sequential, interleaved (the same with one species)".to_string()
+        } else {
+            expected.as_str().to_string()
+        };
         self.err(
             ErrorCode::WireOrderMismatch,
             &path,
             format!(
-                "backend {} uses wire_order {:?}; allowed values: {}",
+                "backend {} uses wire_order {:?}; allowed values: {allowed}",
                 self.backend.backend_name,
                 expected.as_str(),
-                expected.as_str()
             ),
             Some(v.short()),
-            Some(expected.as_str().to_string()),
+            Some(allowed),
         );
         None
     }

@@ -174,12 +174,43 @@ fn num_wires_out_of_range() {
 }
 
 #[test]
-fn wire_order_must_match_backend() {
+fn wire_order_must_mean_the_backends() {
+    // One species: `interleaved` lists the wires as `sequential` does, so both are the backend's order
+    // (qiskit-cold-atom sends `interleaved`); an unknown order is refused naming both.
+    let job = exp_job(&format!(
+        r#""instructions": {OK_INSTR}, "num_wires": 1, "shots": 1, "wire_order": "interleaved""#
+    ));
+    let e = validate_job(&job, &backend()).unwrap();
+    assert_eq!(
+        e.experiment("experiment_0").unwrap().wire_order,
+        WireOrder::Sequential
+    );
+    let job = exp_job(&format!(
+        r#""instructions": {OK_INSTR}, "num_wires": 1, "shots": 1, "wire_order": "random""#
+    ));
+    let e = single(&job, C::WireOrderMismatch, "experiment_0.wire_order");
+    assert_eq!(
+        e.limit.as_deref(),
+        Some("sequential, interleaved (the same with one species)")
+    );
+    assert!(
+        e.message
+            .contains("allowed values: sequential, interleaved"),
+        "{}",
+        e.message
+    );
+    // Two species: the orders differ, and only the backend's is accepted.
+    let mut two = backend();
+    two.num_species = 2;
     for wo in ["interleaved", "random"] {
         let job = exp_job(&format!(
             r#""instructions": {OK_INSTR}, "num_wires": 1, "shots": 1, "wire_order": "{wo}""#
         ));
-        let e = single(&job, C::WireOrderMismatch, "experiment_0.wire_order");
+        let report = validate_job(&job, &two).unwrap_err();
+        assert_eq!(report.total, 1, "{wo}: {report}");
+        let e = &report.errors[0];
+        assert_eq!(e.code, C::WireOrderMismatch, "{e}");
+        assert_eq!(e.path, "experiment_0.wire_order");
         assert_eq!(e.limit.as_deref(), Some("sequential"));
         assert!(
             e.message.contains("allowed values: sequential"),
