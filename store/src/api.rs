@@ -225,6 +225,19 @@ pub struct SettlePolicy {
     pub fail_interrupted: bool,
 }
 
+impl SettlePolicy {
+    /// Why the open executions are closed: the cause, ` at ` the progress the last of them recorded
+    /// (`shot K of N`), or `an unknown shot`. One rule for every engine.
+    pub fn reason(&self, open: &[ExecutionRecord]) -> String {
+        let at = open
+            .iter()
+            .filter_map(|e| e.detail.as_deref())
+            .next_back()
+            .unwrap_or("an unknown shot");
+        format!("{} at {at}", self.cause)
+    }
+}
+
 /// One job settled by [`ExecutionStore::settle_running_of_backend`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {

@@ -228,6 +228,29 @@ pub struct ShotDataRecord {
     pub last_shot_at: Option<String>,
 }
 
+impl ShotDataRecord {
+    /// The columns every engine stores as text: first and last shot time (normalised) and the memory as a
+    /// JSON array.
+    pub(crate) fn stored_columns(
+        &self,
+    ) -> Result<(Option<String>, Option<String>, String), crate::StoreError> {
+        let first = self
+            .first_shot_at
+            .as_deref()
+            .map(|t| normalize_time("first_shot_at", t))
+            .transpose()?;
+        let last = self
+            .last_shot_at
+            .as_deref()
+            .map(|t| normalize_time("last_shot_at", t))
+            .transpose()?;
+        let memory = serde_json::to_string(&self.memory).map_err(|e| {
+            crate::StoreError::invalid("memory", &e.to_string(), "a list of strings")
+        })?;
+        Ok((first, last, memory))
+    }
+}
+
 /// The result of a job (at most one per job).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultRecord {

@@ -91,12 +91,7 @@ async fn settle_locked<C: GenericClient>(
         .into_iter()
         .filter(|e| e.ended_at.is_none())
         .collect();
-    let at = open
-        .iter()
-        .filter_map(|e| e.detail.clone())
-        .next_back()
-        .unwrap_or_else(|| "an unknown shot".into());
-    let why = format!("{} at {at}", policy.cause);
+    let why = policy.reason(&open);
     for x in &open {
         finish(c, &x.id, now, ExecutionOutcome::Interrupted, Some(&why)).await?;
     }
@@ -213,18 +208,7 @@ impl PgEngine {
         let now = normalize_time("now", now)?;
         let mut prepared = Vec::with_capacity(shot_rows.len());
         for d in shot_rows {
-            let first = d
-                .first_shot_at
-                .as_deref()
-                .map(|t| normalize_time("first_shot_at", t))
-                .transpose()?;
-            let last = d
-                .last_shot_at
-                .as_deref()
-                .map(|t| normalize_time("last_shot_at", t))
-                .transpose()?;
-            let memory = serde_json::to_string(&d.memory)
-                .map_err(|e| StoreError::invalid("memory", &e.to_string(), "a list of strings"))?;
+            let (first, last, memory) = d.stored_columns()?;
             prepared.push((d, first, last, memory));
         }
         let mut c = self.client().await?;

@@ -210,12 +210,7 @@ impl Store {
                 .into_iter()
                 .filter(|e| e.ended_at.is_none())
                 .collect();
-            let at = open
-                .iter()
-                .filter_map(|e| e.detail.clone())
-                .next_back()
-                .unwrap_or_else(|| "an unknown shot".into());
-            let why = format!("{} at {at}", policy.cause);
+            let why = policy.reason(&open);
             for x in &open {
                 self.finish_execution(
                     &x.id,

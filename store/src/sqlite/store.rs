@@ -508,18 +508,7 @@ impl Store {
 
     /// Stores the data of one experiment of an execution.
     pub fn insert_shot_data(&self, d: &ShotDataRecord) -> Result<()> {
-        let first = d
-            .first_shot_at
-            .as_deref()
-            .map(|t| normalize_time("first_shot_at", t))
-            .transpose()?;
-        let last = d
-            .last_shot_at
-            .as_deref()
-            .map(|t| normalize_time("last_shot_at", t))
-            .transpose()?;
-        let memory = serde_json::to_string(&d.memory)
-            .map_err(|e| StoreError::invalid("memory", &e.to_string(), "a list of strings"))?;
+        let (first, last, memory) = d.stored_columns()?;
         self.conn
             .execute(
                 "INSERT INTO shot_data (execution_id, experiment_index, experiment_name, shots, memory, \
