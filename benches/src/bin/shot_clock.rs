@@ -813,11 +813,13 @@ fn grid_window(
         .map_err(|e| anyhow!("programming rf: {e}"))?;
     let shot_ns = lead_ns + GRID_EVENTS * PERIOD_NS;
     let shots = 1_000_000_000 / shot_ns;
+    // The thread is `shot-clock-<name>`, and Linux keeps 15 bytes of a thread's name: `find_thread` (and so
+    // `realtime_granted`) only finds names of at most 4 bytes here.
     let name = match (realtime.is_some(), spin_through_shots) {
         (true, true) => "rt",
-        (true, false) => "rt-sleep",
+        (true, false) => "rts",
         (false, true) => "nrt",
-        (false, false) => "nrt-sleep",
+        (false, false) => "nrts",
     };
     let config = ClockConfig {
         lead_ns,
